@@ -1,0 +1,125 @@
+"""Imports MLX, making sure a fast BLAS serves its CPU matrix products on Linux.
+
+The Linux ``mlx[cpu]`` wheel links the netlib reference BLAS, which runs a 2048² float32
+matmul in ~5.5 s where OpenBLAS or MKL take ~0.2 s. MLX resolves ``cblas_sgemm`` through
+the dynamic linker when ``mlx.core`` is first imported, so a fast BLAS loaded globally
+*before* that import takes over every CPU matmul. This module does that once, records what
+happened in :data:`BLAS`, and logs a warning when it could not.
+
+Choice, in order (``MLX_RVC_BLAS`` overrides: a library path, or ``none`` to keep MLX's own):
+1. the system OpenBLAS (Debian/Ubuntu ``libopenblas0-pthread``, Fedora ``openblas``),
+2. Intel MKL's ``libmkl_rt`` from the PyPI ``mkl`` wheel in this Python's prefix.
+The scipy-openblas wheels cannot serve: their symbols carry a prefix MLX does not look up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import logging
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BlasInfo:
+    """What serves MLX's CPU matmuls in this process."""
+
+    name: str  # "openblas", "mkl", "accelerate", "custom", or "reference" (MLX's bundled netlib)
+    path: str | None  # the library loaded globally, if any
+    fast: bool  # False when MLX falls back to its slow bundled reference BLAS
+    note: str  # one line saying why
+
+
+def _candidate_paths() -> list[tuple[str, str]]:
+    """(name, path) pairs to try, best first."""
+    found: list[tuple[str, str]] = []
+    patterns = [
+        "/usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0",
+        "/usr/lib/*-linux-gnu/libopenblas.so.0",
+        "/usr/lib64/libopenblas.so.0",
+        "/usr/lib64/libopenblasp.so.0",
+        "/usr/lib/libopenblas.so.0",
+    ]
+    for pattern in patterns:
+        found.extend(("openblas", p) for p in sorted(glob.glob(pattern)))
+    by_name = ctypes.util.find_library("openblas")
+    if by_name:
+        found.append(("openblas", by_name))
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix]):
+        found.extend(("mkl", p) for p in sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*"))))
+    return found
+
+
+def _try_load(path: str) -> bool:
+    try:
+        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:
+        logger.debug("could not load %s: %s", path, exc)
+        return False
+    return hasattr(lib, "cblas_sgemm")
+
+
+def _activate() -> BlasInfo:
+    system = platform.system()
+    if system == "Darwin":
+        return BlasInfo("accelerate", None, True, "macOS: MLX uses Accelerate and Metal")
+    if system != "Linux":
+        return BlasInfo("unknown", None, False, f"{system}: no BLAS selection attempted")
+    if "mlx.core" in sys.modules:
+        return BlasInfo(
+            "reference", None, False,
+            "mlx.core was imported before mlx_rvc, too late to install a fast BLAS; import mlx_rvc first",
+        )
+    override = os.environ.get("MLX_RVC_BLAS", "").strip()
+    if override.lower() == "none":
+        return BlasInfo("reference", None, False, "MLX_RVC_BLAS=none: MLX's bundled reference BLAS")
+    if override:
+        if _try_load(override):
+            return BlasInfo("custom", override, True, f"MLX_RVC_BLAS={override}")
+        logger.warning("MLX_RVC_BLAS=%s could not be loaded or has no cblas_sgemm; trying the defaults", override)
+    for name, path in _candidate_paths():
+        if _try_load(path):
+            return BlasInfo(name, path, True, f"{name} loaded globally before MLX")
+    return BlasInfo(
+        "reference", None, False,
+        "no OpenBLAS or MKL found: MLX's reference BLAS makes matmuls ~20x slower "
+        "(install libopenblas0-pthread, or `pip install mkl`)",
+    )
+
+
+BLAS: BlasInfo = _activate()
+if not BLAS.fast and platform.system() == "Linux":
+    logger.warning("slow BLAS: %s", BLAS.note)
+
+import mlx.core as mx  # noqa: E402  (must follow the BLAS activation above)
+
+__all__ = ["BLAS", "BlasInfo", "mx", "describe"]
+
+
+def describe() -> dict[str, str]:
+    """Versions, device and BLAS, for ``mlx-rvc info`` and benchmark reports."""
+    import numpy as np
+
+    try:
+        from importlib.metadata import version
+
+        mlx_version = version("mlx")
+    except Exception:  # metadata missing in some editable/dev installs
+        mlx_version = getattr(mx, "__version__", "unknown")
+    return {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "mlx": mlx_version,
+        "numpy": np.__version__,
+        "device": str(mx.default_device()),
+        "metal": str(mx.metal.is_available()) if hasattr(mx, "metal") else "False",
+        "blas": BLAS.name,
+        "blas_path": BLAS.path or "-",
+        "blas_note": BLAS.note,
+    }

@@ -1,0 +1,112 @@
+"""The ``mlx-rvc`` command: a thin shell over the library, one subcommand per job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import MlxRvcError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Retrieval-based Voice Conversion on MLX, checked against the PyTorch reference.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def info() -> None:
+    """Show versions, the compute device and which BLAS serves MLX's CPU matmuls."""
+    from .backend import describe
+
+    table = Table(show_header=False, box=None)
+    for k, v in describe().items():
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command("import")
+def import_cmd(
+    source: Path = typer.Argument(..., help="voice .pth, hubert_base.pt / HF encoder dir, or rmvpe.pt"),
+    index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index to keep with a voice"),
+    name: Optional[str] = typer.Option(None, "--name", help="name in the model library (default: file stem)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the model directory here instead"),
+    dtype: str = typer.Option("float32", "--dtype", help="stored precision: float32 or float16"),
+) -> None:
+    """Import a checkpoint safely (no pickled code runs) into an MLX model directory."""
+    from .importer import import_model
+
+    if name is not None and out is not None:
+        _fail("give --name or --out, not both")
+    try:
+        result = import_model(source, out=out, name=name, dtype=dtype, index=index)
+    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    state = "already imported" if result.unchanged else "imported"
+    console.print(f"{state}: {result.model_type} -> {result.path}")
+
+
+@app.command()
+def parity(
+    fixtures: list[Path] = typer.Argument(..., help="fixture .npz files (fixtures.json beside them)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON report instead of tables"),
+    save: Optional[Path] = typer.Option(None, "--save", help="write produced arrays to this .npz "
+                                        "(with several fixtures: a directory)"),
+) -> None:
+    """Compare the MLX port with golden PyTorch-reference fixtures; exit 1 if a tolerance fails."""
+    from .parity import run_parity, save_produced
+
+    reports = []
+    for path in fixtures:
+        try:
+            report = run_parity(path)
+        except (MlxRvcError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        reports.append(report)
+        if save is not None:
+            target = save / path.name if len(fixtures) > 1 else save
+            save_produced(report, target)
+        if not as_json:
+            _print_report(report)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    raise typer.Exit(0 if all(r.passed for r in reports) else 1)
+
+
+def _print_report(report) -> None:
+    table = Table(title=f"{report.fixture} ({report.kind}, {report.seconds:.2f} s)")
+    for col in ("key", "max |diff|", "rms diff", "rel rms", "corr", "spec corr", "rms ratio", "ok"):
+        table.add_column(col, justify="right" if col != "key" else "left")
+    for c in report.checks:
+        d = c.diff
+        row = [c.key]
+        row += [f"{d.max_abs:.3g}", f"{d.rms:.3g}", f"{d.rel_rms:.3g}", f"{d.corr:.7f}"] if d else ["-"] * 4
+        row += [f"{c.audio.spec_corr:.6f}", f"{c.audio.rms_ratio:.5f}"] if c.audio else ["", ""]
+        row.append("[green]ok[/]" if c.passed else f"[red]FAIL[/] {c.note}")
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"[bold]{'PASS' if report.passed else 'FAIL'}[/] {report.fixture}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

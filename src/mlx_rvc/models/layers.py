@@ -1,0 +1,194 @@
+"""Building blocks shared by the MLX models. Everything is channels-last: (B, T, C).
+
+Convolution weights use MLX's layout (out, kernel, in). MLX's CPU backend is fast only for
+plain stride-1, dilation-1 ``conv1d`` (its dilated and transposed convolutions run 50-100x
+slower), so the other kinds are rewritten here as that fast case:
+
+* a dilated convolution splits the sequence into ``dilation`` interleaved phases, runs one
+  undilated convolution over them as a batch, and interleaves the results back;
+* a transposed convolution is a polyphase filter bank: one undilated convolution produces all
+  ``stride`` output phases as extra channels, which a reshape interleaves (see
+  :func:`polyphase_weight` for the weight layout, prepared once at import).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+LRELU_SLOPE = 0.1  # leaky ReLU slope inside HiFi-GAN-style generators
+
+
+def dilated_conv1d(x: mx.array, weight: mx.array, *, dilation: int, padding: int) -> mx.array:
+    """``conv1d`` with stride 1, any dilation and symmetric zero padding, via phase splitting.
+
+    x: (B, T, Cin); weight: (Cout, K, Cin). Returns (B, T + 2·padding − dilation·(K−1), Cout).
+    """
+    if dilation == 1:
+        return mx.conv1d(x, weight, padding=padding)
+    b, t, c = x.shape
+    k = weight.shape[1]
+    t_out = t + 2 * padding - dilation * (k - 1)
+    length = -(-(t + 2 * padding) // dilation) * dilation  # padded length, a multiple of dilation
+    x = mx.pad(x, [(0, 0), (padding, length - t - padding), (0, 0)])
+    phases = x.reshape(b, length // dilation, dilation, c).transpose(0, 2, 1, 3)  # (B, d, L/d, C)
+    y = mx.conv1d(phases.reshape(b * dilation, length // dilation, c), weight)  # (B·d, L/d−K+1, Cout)
+    y = y.reshape(b, dilation, -1, y.shape[-1]).transpose(0, 2, 1, 3)  # (B, L/d−K+1, d, Cout)
+    return y.reshape(b, -1, y.shape[-1])[:, :t_out]
+
+
+class Conv1d(nn.Module):
+    """Stride-1 Conv1d with dilation and padding, channels-last; weight (out, kernel, in)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int = 1,
+                 padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, kernel_size, in_channels))
+        if bias:
+            self.bias = mx.zeros((out_channels,))
+        self.dilation = dilation
+        self.padding = padding
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = dilated_conv1d(x, self.weight, dilation=self.dilation, padding=self.padding)
+        return y + self.bias if "bias" in self else y
+
+
+def polyphase_weight(weight_torch: np.ndarray, stride: int) -> np.ndarray:
+    """ConvTranspose1d weight (in, out, K) in PyTorch layout -> polyphase conv weight.
+
+    Output phase ``r`` of the transposed convolution, at input position ``q``, is
+    ``sum_m x[q − m] · W[:, :, r + m·stride]``: an ordinary convolution with taps
+    ``W[r], W[r + stride], …`` in reverse order. All phases are stacked as output channels
+    ``r·out + o``; the result has MLX conv layout (stride·out, M, in) with M = ceil(K / stride).
+    """
+    cin, cout, k = weight_torch.shape
+    m = -(-k // stride)
+    w = np.zeros((cin, cout, m * stride), weight_torch.dtype)
+    w[:, :, :k] = weight_torch
+    w = w.reshape(cin, cout, m, stride)  # [ci, co, m, r] = W[ci, co, r + m·stride]
+    w = w[:, :, ::-1, :]  # tap j = M−1−m
+    return np.ascontiguousarray(w.transpose(3, 1, 2, 0).reshape(stride * cout, m, cin))
+
+
+class ConvTranspose1d(nn.Module):
+    """ConvTranspose1d(in, out, K, stride, padding) as a polyphase stride-1 convolution.
+
+    ``weight`` has the layout made by :func:`polyphase_weight`: (stride·out, ceil(K/stride), in).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
+        super().__init__()
+        taps = -(-kernel_size // stride)
+        self.weight = mx.zeros((stride * out_channels, taps, in_channels))
+        self.bias = mx.zeros((out_channels,))
+        self.stride = stride
+        self.padding = padding
+        self.kernel_size = kernel_size
+        self.out_channels = out_channels
+
+    def __call__(self, x: mx.array) -> mx.array:
+        b, t, _ = x.shape
+        taps = self.weight.shape[1]
+        z = mx.conv1d(x, self.weight, padding=taps - 1)  # (B, T+M−1, stride·out)
+        z = z.reshape(b, -1, self.out_channels)  # phases interleaved: (B, (T+M−1)·stride, out)
+        t_out = (t - 1) * self.stride - 2 * self.padding + self.kernel_size
+        return z[:, self.padding:self.padding + t_out] + self.bias
+
+
+class StridedConv1dMono(nn.Module):
+    """Conv1d(1, out, kernel=2·stride, stride, padding=stride//2) on a mono signal, as a matmul.
+
+    Each output frame sees exactly two consecutive blocks of ``stride`` samples, so the
+    convolution is one (T_out, 2·stride) x (2·stride, out) product. ``weight`` is (out, K, 1).
+    """
+
+    def __init__(self, out_channels: int, stride: int):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, 2 * stride, 1))
+        self.bias = mx.zeros((out_channels,))
+        self.stride = stride
+
+    def __call__(self, x: mx.array) -> mx.array:
+        b, n, _ = x.shape  # x: (B, N, 1)
+        s = self.stride
+        pad = s // 2
+        t_out = (n + 2 * pad - 2 * s) // s + 1
+        blocks = t_out + 1
+        xp = mx.pad(x[..., 0], [(0, 0), (pad, max(blocks * s - n - pad, 0))])[:, : blocks * s]
+        xb = xp.reshape(b, blocks, s)
+        frames = mx.concatenate([xb[:, :-1], xb[:, 1:]], axis=-1)  # (B, T_out, 2s)
+        return frames @ self.weight[:, :, 0].T + self.bias
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over channels with VITS's parameter names (gamma, beta), eps 1e-5."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.gamma = mx.ones((channels,))
+        self.beta = mx.zeros((channels,))
+        self.eps = eps
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.fast.layer_norm(x, self.gamma, self.beta, self.eps)
+
+
+def leaky_relu(x: mx.array, slope: float) -> mx.array:
+    return mx.maximum(x, slope * x)
+
+
+def fold_weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """w = g · v / ‖v‖, the norm taken over every axis where ``g`` has size 1 (torch's ``dim``)."""
+    axes = tuple(i for i in range(v.ndim) if g.shape[i] == 1)
+    v64 = v.astype(np.float64)
+    norm = np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
+    return (g.astype(np.float64) * v64 / norm).astype(np.float32)
+
+
+def fold_all_weight_norms(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Replace ``X.weight_g``/``X.weight_v`` and ``X.parametrizations.weight.original0/1`` by ``X.weight``."""
+    out: dict[str, np.ndarray] = {}
+    pairs = {
+        ".weight_g": ".weight_v",
+        ".parametrizations.weight.original0": ".parametrizations.weight.original1",
+    }
+    for key, value in weights.items():
+        for g_suffix, v_suffix in pairs.items():
+            if key.endswith(g_suffix):
+                base = key[: -len(g_suffix)]
+                v_key = base + v_suffix
+                if v_key not in weights:
+                    raise KeyError(f"{key} has no matching {v_key}")
+                out[base + ".weight"] = fold_weight_norm(value, weights[v_key])
+                break
+            if key.endswith(v_suffix):
+                g_key = key[: -len(v_suffix)] + g_suffix
+                if g_key not in weights:
+                    raise KeyError(f"{key} has no matching {g_key}")
+                break
+        else:
+            out[key] = value
+    return out
+
+
+def conv_weight_to_mlx(w: np.ndarray) -> np.ndarray:
+    """Conv1d weight (out, in, K) -> MLX (out, K, in)."""
+    return np.ascontiguousarray(w.transpose(0, 2, 1))
+
+
+def sequence_mask(lengths: mx.array, max_length: int) -> mx.array:
+    """(B,) lengths -> (B, T, 1) float mask, 1 inside each sequence."""
+    return (mx.arange(max_length)[None, :] < lengths[:, None]).astype(mx.float32)[..., None]
+
+
+def get_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+__all__ = [
+    "LRELU_SLOPE", "Conv1d", "ConvTranspose1d", "StridedConv1dMono", "ChannelLayerNorm",
+    "dilated_conv1d", "polyphase_weight", "fold_weight_norm", "fold_all_weight_norms",
+    "conv_weight_to_mlx", "leaky_relu", "sequence_mask", "get_padding",
+]
