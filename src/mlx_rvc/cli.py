@@ -84,6 +84,9 @@ def parity(
     raise typer.Exit(0 if all(r.passed for r in reports) else 1)
 
 
+# --- further subcommands (f0, convert, bench, demo...) are registered below this line ---
+
+
 def _print_report(report) -> None:
     table = Table(title=f"{report.fixture} ({report.kind}, {report.seconds:.2f} s)")
     for col in ("key", "max |diff|", "rms diff", "rel rms", "corr", "spec corr", "rms ratio", "ok"):
