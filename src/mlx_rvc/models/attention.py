@@ -1,0 +1,138 @@
+"""The VITS/RVC text-encoder transformer: relative-position self-attention, post-LN. Channels-last.
+
+Parameter names follow the reference (``attn_layers.N.conv_q``, ``norm_layers_1.N.gamma``,
+``ffn_layers.N.conv_1``…); its 1x1 convolutions are stored as (out, 1, in) conv weights and
+applied as matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .layers import ChannelLayerNorm
+
+MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
+
+
+class PointwiseConv(nn.Module):
+    """A kernel-1 Conv1d (weight (out, 1, in)) applied as a matmul on (B, T, in)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, 1, in_channels))
+        self.bias = mx.zeros((out_channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.addmm(self.bias, x, self.weight[:, 0, :].T)
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention with shared relative-position embeddings for keys and values.
+
+    ``emb_rel_k``/``emb_rel_v`` are (1, 2·window+1, head_dim): entry ``j`` belongs to the
+    offset ``s − t = j − window``; offsets beyond the window contribute nothing, as in the
+    reference (which pads these tables with zeros).
+    """
+
+    def __init__(self, channels: int, n_heads: int, window_size: int = 10):
+        super().__init__()
+        if channels % n_heads:
+            raise ValueError(f"channels {channels} not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.k_channels = channels // n_heads
+        self.window_size = window_size
+        self.conv_q = PointwiseConv(channels, channels)
+        self.conv_k = PointwiseConv(channels, channels)
+        self.conv_v = PointwiseConv(channels, channels)
+        self.conv_o = PointwiseConv(channels, channels)
+        self.emb_rel_k = mx.zeros((1, 2 * window_size + 1, self.k_channels))
+        self.emb_rel_v = mx.zeros((1, 2 * window_size + 1, self.k_channels))
+
+    def _heads(self, x: mx.array) -> mx.array:
+        b, t, _ = x.shape
+        return x.reshape(b, t, self.n_heads, self.k_channels).transpose(0, 2, 1, 3)  # (B, H, T, d)
+
+    def __call__(self, x: mx.array, attn_mask: mx.array) -> mx.array:
+        """x: (B, T, C); attn_mask: (B, 1, T, T) of 0/1."""
+        b, t, c = x.shape
+        w = self.window_size
+        q = self._heads(self.conv_q(x)) / math.sqrt(self.k_channels)
+        k = self._heads(self.conv_k(x))
+        v = self._heads(self.conv_v(x))
+        scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, T, T)
+
+        offsets = mx.arange(t)[None, :] - mx.arange(t)[:, None]  # [t, s] = s − t
+        in_window = (mx.abs(offsets) <= w).astype(x.dtype)
+        rel_k = q @ self.emb_rel_k[0].T  # (B, H, T, 2w+1): query · embedding of each offset
+        band_idx = mx.clip(offsets + w, 0, 2 * w)[None, None]
+        band_idx = mx.broadcast_to(band_idx, (b, self.n_heads, t, t))
+        scores = scores + mx.take_along_axis(rel_k, band_idx, axis=-1) * in_window
+
+        scores = mx.where(attn_mask == 0, MASKED_SCORE, scores)
+        p = mx.softmax(scores, axis=-1, precise=True)
+        out = p @ v  # (B, H, T, d)
+
+        # weights of each offset j for query t: p[t, t + j − w] (zero outside the sequence)
+        cols = mx.arange(t)[:, None] + mx.arange(2 * w + 1)[None, :] - w  # (T, 2w+1)
+        valid = ((cols >= 0) & (cols < t)).astype(x.dtype)
+        col_idx = mx.broadcast_to(mx.clip(cols, 0, t - 1)[None, None], (b, self.n_heads, t, 2 * w + 1))
+        rel_w = mx.take_along_axis(p, col_idx, axis=-1) * valid
+        out = out + rel_w @ self.emb_rel_v[0]
+        out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
+        return self.conv_o(out)
+
+
+class FFN(nn.Module):
+    """conv(k) → ReLU → conv(k), with 'same' padding (left (k−1)//2, right k//2) and masking."""
+
+    def __init__(self, channels: int, filter_channels: int, kernel_size: int):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv_1 = _Conv(channels, filter_channels, kernel_size)
+        self.conv_2 = _Conv(filter_channels, channels, kernel_size)
+
+    def _pad(self, x: mx.array) -> mx.array:
+        k = self.kernel_size
+        return x if k == 1 else mx.pad(x, [(0, 0), ((k - 1) // 2, k // 2), (0, 0)])
+
+    def __call__(self, x: mx.array, x_mask: mx.array) -> mx.array:
+        x = self.conv_1(self._pad(x * x_mask))
+        x = mx.maximum(x, 0)
+        x = self.conv_2(self._pad(x * x_mask))
+        return x * x_mask
+
+
+class _Conv(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, kernel_size, in_channels))
+        self.bias = mx.zeros((out_channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.conv1d(x, self.weight) + self.bias
+
+
+class Encoder(nn.Module):
+    """Post-LN transformer: x = LN(x + attn(x)); x = LN(x + ffn(x)), masked."""
+
+    def __init__(self, hidden_channels: int, filter_channels: int, n_heads: int, n_layers: int,
+                 kernel_size: int, window_size: int = 10):
+        super().__init__()
+        self.attn_layers = [MultiHeadAttention(hidden_channels, n_heads, window_size) for _ in range(n_layers)]
+        self.norm_layers_1 = [ChannelLayerNorm(hidden_channels) for _ in range(n_layers)]
+        self.ffn_layers = [FFN(hidden_channels, filter_channels, kernel_size) for _ in range(n_layers)]
+        self.norm_layers_2 = [ChannelLayerNorm(hidden_channels) for _ in range(n_layers)]
+
+    def __call__(self, x: mx.array, x_mask: mx.array) -> mx.array:
+        """x: (B, T, C); x_mask: (B, T, 1)."""
+        m = x_mask[..., 0]
+        attn_mask = (m[:, :, None] * m[:, None, :])[:, None]  # (B, 1, T, T)
+        x = x * x_mask
+        for attn, norm1, ffn, norm2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
+                                           self.norm_layers_2):
+            x = norm1(x + attn(x, attn_mask))
+            x = norm2(x + ffn(x, x_mask))
+        return x * x_mask

@@ -1,0 +1,230 @@
+"""RVC's decoders: NSF-HiFiGAN (with the harmonic source) for f0 voices, plain HiFi-GAN otherwise.
+
+Channels-last. Parameter names follow the reference (``dec.ups.N``, ``dec.resblocks.N.convs1.M``,
+``dec.noise_convs.N``, ``dec.m_source.l_linear``…); ``ups`` weights are stored in polyphase
+layout (see :func:`mlx_rvc.models.layers.polyphase_weight`).
+
+The sine source is computed in numpy: it is cheap (a few passes over the samples) and its two
+cumulative sums must match the reference exactly, which accumulates ``torch.cumsum`` of float32
+in float64 on the CPU. Doing the same here keeps the phase within float32 rounding of the
+reference over minutes of audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from .layers import (
+    LRELU_SLOPE,
+    Conv1d,
+    ConvTranspose1d,
+    StridedConv1dMono,
+    get_padding,
+    leaky_relu,
+)
+
+SINE_AMP = 0.1  # amplitude of the sine excitation
+NOISE_STD = 0.003  # std of the noise added on voiced samples; unvoiced get SINE_AMP / 3
+FINAL_LRELU_SLOPE = 0.01  # the reference's last leaky ReLU uses torch's default slope
+
+
+def _nearest_index(n_out: int, n_in: int, upp: int) -> np.ndarray:
+    """Source index of each output sample for torch's nearest upsampling by ``scale_factor=upp``.
+
+    torch computes ``floor(i · float32(1/upp))`` in float32; reproduced to land on the same frames.
+    """
+    scale = np.float32(1.0 / upp)
+    idx = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(idx, n_in - 1)
+
+
+def _linear_align_corners(x: np.ndarray, n_out: int) -> np.ndarray:
+    """torch ``interpolate(mode='linear', align_corners=True)`` along axis 1 of (B, T), float32 math."""
+    n_in = x.shape[1]
+    if n_in == 1 or n_out == 1:
+        return np.repeat(x[:, :1], n_out, axis=1)
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1)
+    src = np.arange(n_out, dtype=np.float32) * scale
+    i0 = src.astype(np.int64)
+    lam1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    lam0 = np.float32(1) - lam1
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return (lam0 * x[:, i0] + lam1 * x[:, i1]).astype(np.float32)
+
+
+def sine_excitation(f0: np.ndarray, *, upp: int, sample_rate: int, noise: np.ndarray) -> np.ndarray:
+    """The reference SineGen (one harmonic): f0 (B, T) Hz at frame rate -> (B, T·upp, 1).
+
+    ``noise`` is the standard-normal draw (B, T·upp, 1) the reference makes with ``randn_like``.
+    Unvoiced frames (f0 = 0) give noise of std SINE_AMP/3; voiced ones a sine of amplitude
+    SINE_AMP plus noise of std NOISE_STD. The phase is accumulated per frame, upsampled, and
+    re-wrapped where the frame-level phase wraps, exactly as the reference does.
+    """
+    f0 = np.asarray(f0, np.float32)
+    b, t = f0.shape
+    n = t * upp
+    rad = np.mod(f0 / np.float32(sample_rate), np.float32(1))  # cycles per sample, at frame rate
+    # the reference's random initial phase is zeroed for the fundamental: nothing to add
+    frame_phase = np.cumsum(rad.astype(np.float64), axis=1).astype(np.float32) * np.float32(upp)
+    frame_phase = np.mod(_linear_align_corners(frame_phase, n), np.float32(1))
+    idx = _nearest_index(n, t, upp)
+    rad_up = rad[:, idx]
+    shift = np.zeros_like(rad_up)
+    shift[:, 1:] = -((frame_phase[:, 1:] - frame_phase[:, :-1]) < 0).astype(np.float32)
+    phase = np.cumsum((rad_up + shift).astype(np.float64), axis=1).astype(np.float32)
+    sine = np.sin(phase * np.float32(2) * np.float32(np.pi)) * np.float32(SINE_AMP)
+    uv = (f0 > 0).astype(np.float32)[:, idx]
+    noise_amp = uv * np.float32(NOISE_STD) + (np.float32(1) - uv) * np.float32(SINE_AMP) / np.float32(3)
+    noise = np.asarray(noise, np.float32).reshape(b, n)
+    return (sine * uv + noise_amp * noise)[..., None].astype(np.float32)
+
+
+class _Linear1(nn.Module):
+    """nn.Linear(1, 1) of the source module (weight (1, 1), bias (1,))."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = mx.zeros((1, 1))
+        self.bias = mx.zeros((1,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x * self.weight[0, 0] + self.bias
+
+
+class SourceModuleHnNSF(nn.Module):
+    """Harmonic source: tanh(linear(sine excitation))."""
+
+    def __init__(self):
+        super().__init__()
+        self.l_linear = _Linear1()
+
+    def __call__(self, sine_waves: mx.array) -> mx.array:
+        return mx.tanh(self.l_linear(sine_waves))
+
+
+class MonoPointwise(nn.Module):
+    """Conv1d(1, out, 1) on a mono signal; weight (out, 1, 1)."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, 1, 1))
+        self.bias = mx.zeros((out_channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x * self.weight[:, 0, 0] + self.bias
+
+
+class ResBlock1(nn.Module):
+    """Three (dilated conv, conv) pairs with leaky ReLUs and residual adds."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.convs1 = [Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
+                       for d in dilations]
+        self.convs2 = [Conv1d(channels, channels, kernel_size, padding=get_padding(kernel_size, 1))
+                       for _ in dilations]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            xt = c2(leaky_relu(c1(leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+            x = xt + x
+        return x
+
+
+class ResBlock2(nn.Module):
+    """Two dilated convs with leaky ReLUs and residual adds."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.convs = [Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
+                      for d in dilations]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        for c in self.convs:
+            x = c(leaky_relu(x, LRELU_SLOPE)) + x
+        return x
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    initial_channel: int
+    resblock: str  # "1" or "2"
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+    upsample_rates: tuple[int, ...]
+    upsample_initial_channel: int
+    upsample_kernel_sizes: tuple[int, ...]
+    gin_channels: int
+    sample_rate: int
+    nsf: bool  # True: NSF-HiFiGAN with harmonic source (f0 voices)
+
+    @property
+    def upp(self) -> int:
+        """Output samples per input frame."""
+        return int(np.prod(self.upsample_rates))
+
+
+class Generator(nn.Module):
+    """HiFi-GAN generator; with ``nsf`` the harmonic source is injected after every upsampling."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        c0 = cfg.upsample_initial_channel
+        self.conv_pre = Conv1d(cfg.initial_channel, c0, 7, padding=3)
+        block = ResBlock1 if cfg.resblock == "1" else ResBlock2
+        self.ups = []
+        self.resblocks = []
+        if cfg.nsf:
+            self.m_source = SourceModuleHnNSF()
+            self.noise_convs = []
+        rates = cfg.upsample_rates
+        for i, (u, k) in enumerate(zip(rates, cfg.upsample_kernel_sizes)):
+            ch = c0 // (2 ** (i + 1))
+            self.ups.append(ConvTranspose1d(c0 // (2**i), ch, k, u, padding=(k - u) // 2))
+            for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
+                self.resblocks.append(block(ch, rk, tuple(rd)))
+            if cfg.nsf:
+                rest = int(np.prod(rates[i + 1:])) if i + 1 < len(rates) else 1
+                self.noise_convs.append(StridedConv1dMono(ch, rest) if i + 1 < len(rates) else MonoPointwise(ch))
+        self.conv_post = Conv1d(ch, 1, 7, padding=3, bias=False)
+        if cfg.gin_channels:
+            self.cond = Conv1d(cfg.gin_channels, c0, 1)
+
+    def __call__(self, x: mx.array, g: mx.array | None = None, sine_waves: mx.array | None = None,
+                 trace: dict | None = None) -> mx.array:
+        """x: (B, T, C) latent; g: (B, 1, gin); sine_waves: (B, T·upp, 1) for NSF. -> (B, T·upp)."""
+        n_k = len(self.cfg.resblock_kernel_sizes)
+        har = None
+        if self.cfg.nsf:
+            if sine_waves is None:
+                raise ValueError("the NSF decoder needs the sine excitation")
+            har = self.m_source(sine_waves)
+            if trace is not None:
+                trace["har_source"] = har
+        x = self.conv_pre(x)
+        if trace is not None:
+            trace["dec_conv_pre_out"] = x
+        if g is not None:
+            x = x + self.cond(g)
+        for i, up in enumerate(self.ups):
+            x = up(leaky_relu(x, LRELU_SLOPE))
+            if trace is not None:
+                trace[f"dec_ups{i}_out"] = x
+            if har is not None:
+                src = self.noise_convs[i](har)
+                if trace is not None:
+                    trace[f"dec_noise_convs{i}_out"] = src
+                x = x + src
+            xs = self.resblocks[i * n_k](x)
+            for j in range(1, n_k):
+                xs = xs + self.resblocks[i * n_k + j](x)
+            x = xs / n_k
+        x = self.conv_post(leaky_relu(x, FINAL_LRELU_SLOPE))
+        if trace is not None:
+            trace["dec_conv_post_out"] = x
+        return mx.tanh(x)[..., 0]
