@@ -159,7 +159,7 @@ def _as_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, lazy_
         view = np.lib.stride_tricks.as_strided(
             storage.data[offset:], shape=size, strides=tuple(st * item for st in stride), writeable=False
         )
-        out = np.array(view, copy=True)
+        out = np.array(view, copy=True, order="C")
     if storage.dtype == "bfloat16":
         out = _bf16_to_f32(out)
     return out
@@ -344,8 +344,9 @@ def _unpickle(data: bytes | io.BufferedIOBase, load_storage) -> Any:
 def _read_zip(path: Path) -> Any:
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise TruncatedCheckpointError(f"{path.name}: damaged zip archive ({exc})") from exc
+    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, OSError, struct.error,
+            NotImplementedError) as exc:
+        raise TruncatedCheckpointError(f"{path.name}: damaged zip archive ({type(exc).__name__}: {exc})") from exc
     with zf:
         infos = {i.filename: i for i in zf.infolist()}
         pkl = [n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")]
@@ -365,7 +366,8 @@ def _read_zip(path: Path) -> Any:
         def read(name: str) -> bytes:
             try:
                 return zf.read(name)
-            except (zipfile.BadZipFile, EOFError, OSError, zlib_error) as exc:
+            except (zipfile.BadZipFile, EOFError, OSError, zlib_error, NotImplementedError, RuntimeError,
+                    ValueError) as exc:
                 raise TruncatedCheckpointError(f"{path.name}: entry {name} is damaged or cut short ({exc})") from exc
 
         storages: dict[str, _Storage] = {}

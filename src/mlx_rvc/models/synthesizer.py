@@ -34,6 +34,7 @@ from .layers import (
 )
 from .nsf import Generator, GeneratorConfig, sine_excitation
 
+FRAME_RATE = 100  # latent frames per second (10 ms hop)
 Z_P_NOISE_SCALE = 0.66666  # the reference's sampling temperature for z_p
 FLOW_KERNEL = 5  # residual-coupling WaveNet kernel, fixed by the reference's model classes
 FLOW_LAYERS = 3  # WaveNet layers per coupling
@@ -150,13 +151,19 @@ def config_from_checkpoint(cpt: dict[str, Any], *, name: str = "voice") -> Synth
     values.pop("sample_rate")
     values["spk_embed_dim"] = int(emb_g.shape[0])
     try:
-        return SynthesizerConfig.from_dict({
+        cfg = SynthesizerConfig.from_dict({
             **values, "version": version, "f0": f0, "sample_rate": sample_rate,
             "phone_channels": phone_channels, "vocoder": vocoder,
             "p_dropout": float(values["p_dropout"]),
         })
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelConfigError(f"{name}: malformed config ({exc})") from exc
+    if cfg.upp * FRAME_RATE != cfg.sample_rate:  # one latent frame per 10 ms of output
+        raise ModelConfigError(
+            f"{name}: upsample rates {list(cfg.upsample_rates)} give {cfg.upp} samples per frame, "
+            f"but {cfg.sample_rate} Hz needs {cfg.sample_rate // FRAME_RATE}"
+        )
+    return cfg
 
 
 class TextEncoder(nn.Module):
@@ -351,6 +358,9 @@ def sanitize(weights: dict[str, np.ndarray], cfg: SynthesizerConfig) -> dict[str
         value = value.astype(np.float32)
         if key.startswith("dec.ups.") and key.endswith(".weight"):
             i = int(key.split(".")[2])
+            if i >= len(cfg.upsample_rates) or value.shape[-1] != cfg.upsample_kernel_sizes[i]:
+                raise ModelConfigError(f"{key} has shape {value.shape}, config says kernel "
+                                       f"{cfg.upsample_kernel_sizes[i] if i < len(cfg.upsample_rates) else '-'}")
             value = polyphase_weight(value, cfg.upsample_rates[i])
         elif value.ndim == 3 and not key.endswith(("emb_rel_k", "emb_rel_v")):
             value = conv_weight_to_mlx(value)
