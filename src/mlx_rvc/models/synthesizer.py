@@ -107,6 +107,60 @@ class SynthesizerConfig:
         )
 
 
+# Upsampling geometry of the reference's training configs: (version, rate) -> (rates, kernels, spec
+# channels, training segment in frames). v2 40k voices are trained with the v1 40k config.
+_STANDARD = {
+    ("v1", 32000): ((10, 4, 2, 2, 2), (16, 16, 4, 4, 4), 513, 40),
+    ("v1", 40000): ((10, 10, 2, 2), (16, 16, 4, 4), 1025, 32),
+    ("v1", 48000): ((10, 6, 2, 2, 2), (16, 16, 4, 4, 4), 1025, 24),
+    ("v2", 32000): ((10, 8, 2, 2), (20, 16, 4, 4), 513, 40),
+    ("v2", 40000): ((10, 10, 2, 2), (16, 16, 4, 4), 1025, 32),
+    ("v2", 48000): ((12, 10, 2, 2), (24, 20, 4, 4), 1025, 36),
+}
+
+
+def standard_config(version: str = "v2", sample_rate: int = 48000, f0: bool = True) -> SynthesizerConfig:
+    """The full-size architecture every RVC WebUI voice of this version and rate has."""
+    try:
+        rates, kernels, spec, segment = _STANDARD[(version, sample_rate)]
+    except KeyError:
+        raise ValueError(f"no standard RVC voice for {version} at {sample_rate} Hz") from None
+    return SynthesizerConfig(
+        version=version, f0=f0, sample_rate=sample_rate, spec_channels=spec, segment_size=segment,
+        inter_channels=192, hidden_channels=192, filter_channels=768, n_heads=2, n_layers=6,
+        kernel_size=3, p_dropout=0.0, resblock="1", resblock_kernel_sizes=(3, 7, 11),
+        resblock_dilation_sizes=((1, 3, 5),) * 3, upsample_rates=rates, upsample_initial_channel=512,
+        upsample_kernel_sizes=kernels, spk_embed_dim=109, gin_channels=256, phone_channels=PHONE_DIMS[version],
+    )
+
+
+def random_weights(cfg: SynthesizerConfig, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Randomly initialised, untrained weights in the sanitised layout (demos and benchmarks).
+
+    Uniform ±1/√fan_in like torch's default layer init; norms start at identity; the output
+    convolution is scaled up so the untrained decoder's output is audible (RMS ≈ 0.2).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for key, shape in expected_shapes(cfg).items():
+        if key.endswith(("gamma", "norm.weight")):
+            value = np.ones(shape)
+        elif key.endswith(("beta", "bias")):
+            value = rng.uniform(-0.05, 0.05, shape)
+        elif key.startswith(("emb_g", "enc_p.emb_pitch")) or key.endswith(("emb_rel_k", "emb_rel_v")):
+            value = rng.standard_normal(shape) * (0.3 if "emb_rel" in key else 1.0)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+            if key.startswith("dec.ups."):
+                fan_in = shape[-1] * shape[1]  # polyphase layout: (stride·out, taps, in)
+            value = rng.uniform(-1, 1, shape) / np.sqrt(fan_in)
+        out[key] = value.astype(np.float32)
+    out["dec.conv_post.weight"] *= np.float32(8.0)
+    if cfg.f0:
+        out["dec.m_source.l_linear.weight"] = np.full((1, 1), 4.0, np.float32)  # audible harmonic source
+    return out
+
+
 def config_from_checkpoint(cpt: dict[str, Any], *, name: str = "voice") -> SynthesizerConfig:
     """Decode an RVC voice checkpoint's positional ``config`` (+ ``sr``, ``f0``, ``version``).
 
