@@ -88,6 +88,45 @@ def parity(
 
 
 @app.command()
+def bench(
+    target: str = typer.Argument("synth", help="synth (synthesizer on a full-size random voice) or blas"),
+    seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run"),
+    version: str = typer.Option("v2", "--version", help="voice version: v1 or v2"),
+    rate: int = typer.Option(48000, "--rate", help="voice sample rate: 32000, 40000 or 48000"),
+    no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
+    repeats: int = typer.Option(2, "--repeats", help="timed runs after one warm-up"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Measure speed (and peak memory); benchmarks are never tests."""
+    from . import bench as b
+
+    if target == "blas":
+        results = [b.bench_blas()]
+    elif target == "synth":
+        if seconds <= 0 or repeats < 1:
+            _fail("--seconds must be > 0 and --repeats ≥ 1")
+        try:
+            results = [b.bench_synth(version=version, sample_rate=rate, f0=not no_f0, seconds=seconds,
+                                     repeats=repeats)]
+        except ValueError as exc:
+            _fail(str(exc))
+    else:
+        _fail(f"unknown benchmark {target!r} (synth or blas)")
+    if as_json:
+        print(b.to_json(results))
+        return
+    for r in results:
+        line = f"{r.name}: best {r.best:.3f} s of {len(r.seconds)}"
+        if r.realtime_factor is not None:
+            line += f", {r.realtime_factor:.3f} s per second of audio"
+        if r.peak_mlx_bytes:
+            line += f", MLX peak {r.peak_mlx_bytes / 2**30:.2f} GiB, process peak {r.peak_rss_bytes / 2**30:.2f} GiB"
+        console.print(line)
+        for k, v in r.extra.items():
+            console.print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("mlx-rvc-demo"), "--out", help="directory for the demo's output"),
     seed: int = typer.Option(0, "--seed", help="seed of the random voice and draws"),

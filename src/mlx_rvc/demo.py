@@ -28,8 +28,9 @@ class DemoResult:
     sample_rate: int
 
 
-def melody_f0(seconds_per_note: float = NOTE_SECONDS) -> np.ndarray:
+def melody_f0(seconds_per_note: float | None = None) -> np.ndarray:
     """f0 in Hz at 100 frames/s for :data:`MELODY`, with a 5.5 Hz vibrato; rests are 0 (unvoiced)."""
+    seconds_per_note = NOTE_SECONDS if seconds_per_note is None else seconds_per_note
     frames = []
     for note in MELODY:
         n = int(round(seconds_per_note * FRAME_RATE))

@@ -1,0 +1,112 @@
+"""The ``mlx-rvc`` command: parity exit codes and outputs, import errors, info, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlx_rvc.cli import app
+
+from .conftest import FIXTURES, MODELS
+
+runner = CliRunner()
+
+
+def test_parity_passes_and_saves_every_produced_array(tmp_path):
+    out = tmp_path / "produced.npz"
+    result = runner.invoke(app, ["parity", str(FIXTURES / "synth_v1_48k_f0.npz"), "--json", "--save", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)[0]
+    assert report["passed"] and report["kind"] == "synth"
+    audio = next(c for c in report["checks"] if c["key"] == "audio")
+    assert audio["corr"] > 0.99999 and audio["audio"]["spec_corr"] > 0.99999
+    saved = np.load(out)
+    reference = np.load(FIXTURES / "synth_v1_48k_f0.npz")
+    for key in ("audio", "m_p", "z", "sine_waves", "dec_ups0_out"):
+        assert saved[key].shape == reference[key].shape
+    np.testing.assert_allclose(saved["audio"], reference["audio"], atol=1e-5)
+
+
+def test_parity_fails_with_status_1_when_the_reference_disagrees(tmp_path):
+    """A fixture whose stored audio was altered must fail the audio check."""
+    shutil.copytree(FIXTURES / "models", tmp_path / "models")
+    shutil.copy(FIXTURES / "fixtures.json", tmp_path)
+    data = dict(np.load(FIXTURES / "synth_v2_40k_nof0.npz"))
+    data["audio"] = data["audio"] * 1.01  # a 1 % gain error
+    np.savez_compressed(tmp_path / "synth_v2_40k_nof0.npz", **data)
+    result = runner.invoke(app, ["parity", str(tmp_path / "synth_v2_40k_nof0.npz"), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)[0]
+    failed = [c["key"] for c in report["checks"] if not c["passed"]]
+    assert failed == ["audio"]
+
+
+def test_parity_missing_fixture_is_one_line():
+    result = runner.invoke(app, ["parity", "/nonexistent/synth_x.npz"])
+    assert result.exit_code == 2
+    assert "fixture not found" in result.output
+
+
+def test_import_error_is_one_line(tmp_path):
+    bad = tmp_path / "voice.pth"
+    bad.write_text("not a model")
+    result = runner.invoke(app, ["import", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "not a PyTorch checkpoint" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_voice(tmp_path):
+    result = runner.invoke(app, ["import", str(MODELS / "weights" / "v2_32k_nof0.pth"), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "v" / "model.safetensors").is_file()
+    again = runner.invoke(app, ["import", str(MODELS / "weights" / "v2_32k_nof0.pth"), "--out", str(tmp_path / "v")])
+    assert "already imported" in again.output
+
+
+def test_info_reports_blas():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0
+    assert "blas" in result.output and "mlx" in result.output
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="BLAS selection is a Linux concern")
+def test_fast_blas_is_active_on_linux_and_can_be_disabled():
+    from mlx_rvc.backend import BLAS
+
+    assert BLAS.fast, BLAS.note  # CI installs OpenBLAS; a slow BLAS makes everything ~30x slower
+    code = "import mlx_rvc.backend as b; print(b.BLAS.name)"
+    env = {**os.environ, "MLX_RVC_BLAS": "none"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "reference"
+    late = "import mlx.core; import mlx_rvc.backend as b; print(b.BLAS.name, b.BLAS.fast)"
+    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "reference False"
+    assert "too late" in out.stderr
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "mlx_rvc", "--help"], capture_output=True, text=True, check=True)
+    assert "parity" in out.stdout and "import" in out.stdout
+
+
+def test_demo_writes_a_playable_file(tmp_path, monkeypatch):
+    """The demo at full size takes seconds; a shorter melody note keeps the test quick."""
+    import soundfile as sf
+
+    import mlx_rvc.demo as demo
+
+    monkeypatch.setattr(demo, "NOTE_SECONDS", 0.03)
+    result = demo.run_demo(tmp_path)
+    audio, sr = sf.read(result.path)
+    assert sr == 48000
+    assert audio.shape == (int(round(result.seconds_of_audio * 48000)),)
+    assert np.isfinite(audio).all() and 0.01 < np.sqrt(np.mean(audio**2)) < 0.9
