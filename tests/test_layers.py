@@ -9,7 +9,7 @@ import pytest
 from mlx_rvc.models.layers import (
     ConvTranspose1d,
     StridedConv1dMono,
-    dilated_conv1d,
+    conv1d,
     fold_all_weight_norms,
     fold_weight_norm,
     polyphase_weight,
@@ -48,8 +48,11 @@ def test_dilated_conv_matches_definition(k, d, t):
     x = rng.standard_normal((t, 6)).astype(np.float32)
     w = rng.standard_normal((4, 6, k)).astype(np.float32)
     pad = d * (k - 1) // 2
-    y = dilated_conv1d(mx.array(x[None]), mx.array(w.transpose(0, 2, 1)), dilation=d, padding=pad)
-    np.testing.assert_allclose(np.asarray(y[0]), conv1d_ref(x, w, padding=pad, dilation=d), atol=ATOL)
+    b = rng.standard_normal(4).astype(np.float32)
+    y = conv1d(mx.array(np.stack([x, -x])), mx.array(w.transpose(0, 2, 1)), mx.array(b), dilation=d, padding=pad)
+    ref = conv1d_ref(x, w, padding=pad, dilation=d)
+    np.testing.assert_allclose(np.asarray(y[0]), ref + b, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(y[1]), -ref + b, atol=ATOL)
 
 
 # (stride, kernel) pairs of every RVC rate: 32k v1/v2, 40k, 48k v1/v2

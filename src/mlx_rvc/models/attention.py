@@ -12,7 +12,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from .layers import ChannelLayerNorm
+from .layers import ChannelLayerNorm, conv1d
 
 MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
 
@@ -112,7 +112,7 @@ class _Conv(nn.Module):
         self.bias = mx.zeros((out_channels,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        return mx.conv1d(x, self.weight) + self.bias
+        return conv1d(x, self.weight, self.bias)
 
 
 class Encoder(nn.Module):

@@ -195,9 +195,54 @@ class Generator(nn.Module):
         if cfg.gin_channels:
             self.cond = Conv1d(cfg.gin_channels, c0, 1)
 
+    def receptive_radius_frames(self) -> int:
+        """How many latent frames on each side can influence an output sample (rounded up).
+
+        Sums each layer's reach, converted to latent frames: conv_pre (k=7), every transposed
+        convolution (ceil(K/stride) inputs), the widest residual block (two convolutions per
+        dilation: (k−1)/2·(d + 1)), conv_post (k=7). The harmonic source is computed for the
+        whole signal, so it adds nothing.
+        """
+        cfg = self.cfg
+        reach = 3.0  # conv_pre, in frames
+        rate = 1  # samples per latent frame at the current stage
+        res_reach = max(
+            sum((k - 1) // 2 * (d + 1) for d in dil)
+            for k, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
+        )
+        for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes):
+            reach += -(-k // u) / rate
+            rate *= u
+            reach += res_reach / rate
+        reach += 3 / rate  # conv_post
+        return int(np.ceil(reach))
+
     def __call__(self, x: mx.array, g: mx.array | None = None, sine_waves: mx.array | None = None,
-                 trace: dict | None = None) -> mx.array:
-        """x: (B, T, C) latent; g: (B, 1, gin); sine_waves: (B, T·upp, 1) for NSF. -> (B, T·upp)."""
+                 trace: dict | None = None, chunk_frames: int | None = None) -> mx.array:
+        """x: (B, T, C) latent; g: (B, 1, gin); sine_waves: (B, T·upp, 1) for NSF. -> (B, T·upp).
+
+        With ``chunk_frames``, the signal is decoded in pieces of that many frames, each with
+        :meth:`receptive_radius_frames` (+2) frames of real context on both sides that are
+        decoded and thrown away: every kept sample sees exactly the inputs it sees in one pass,
+        while memory stays bounded by the chunk size. Each piece is evaluated before the next.
+        """
+        t = x.shape[1]
+        if chunk_frames is None or trace is not None or t <= chunk_frames:
+            return self._forward(x, g, sine_waves, trace)
+        upp = self.cfg.upp
+        margin = self.receptive_radius_frames() + 2
+        pieces = []
+        for start in range(0, t, chunk_frames):
+            stop = min(start + chunk_frames, t)
+            lo, hi = max(start - margin, 0), min(stop + margin, t)
+            sine = sine_waves[:, lo * upp:hi * upp] if sine_waves is not None else None
+            y = self._forward(x[:, lo:hi], g, sine, None)[:, (start - lo) * upp:(stop - lo) * upp]
+            mx.eval(y)
+            pieces.append(y)
+        return mx.concatenate(pieces, axis=1)
+
+    def _forward(self, x: mx.array, g: mx.array | None, sine_waves: mx.array | None,
+                 trace: dict | None) -> mx.array:
         n_k = len(self.cfg.resblock_kernel_sizes)
         har = None
         if self.cfg.nsf:
