@@ -1,12 +1,81 @@
-"""Audio file output (atomic writes)."""
+"""Audio file input (any common format, to mono float32) and output (atomic writes), resampling."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .errors import MlxRvcError
+
+MAX_DECODED_SAMPLES = 4 * 3600 * 192000  # refuse to decode more than 4 h at 192 kHz (~11 GB of float32)
+
+
+class AudioFileError(MlxRvcError, ValueError):
+    """An audio file is missing, unreadable, or not audio."""
+
+
+def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """High-quality band-limited resampling (soxr "HQ"); float32 in and out."""
+    audio = np.asarray(audio, np.float32)
+    if orig_sr == target_sr:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
+
+
+def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg is None or ffprobe is None:
+        raise AudioFileError(f"{path.name}: not a format libsndfile reads, and ffmpeg is not installed to decode it")
+    probe = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate",
+                            "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=60)
+    rate = probe.stdout.strip().split(",")[0] if probe.returncode == 0 else ""
+    if not rate.isdigit() or int(rate) <= 0:
+        raise AudioFileError(f"{path.name}: not audio (no decodable audio stream)")
+    out = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+                          "-acodec", "pcm_f32le", "-ac", "1", "-"], capture_output=True, timeout=3600)
+    if out.returncode != 0:
+        msg = out.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioFileError(f"{path.name}: decoding failed ({msg[-1][:120] if msg else 'ffmpeg error'})")
+    return np.frombuffer(out.stdout, np.float32).copy(), int(rate)
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an audio file to mono float32 at its own rate: (samples, sample_rate).
+
+    wav/flac/ogg/mp3/aiff... through libsndfile; anything else (m4a, aac, opus, webm...) through
+    ffmpeg when it is installed. Raises FileNotFoundError or AudioFileError (one line).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if not path.is_file():
+        raise AudioFileError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise AudioFileError(f"{path.name}: empty file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        audio, sr = _decode_ffmpeg(path)
+    else:
+        if info.frames * max(info.channels, 1) > MAX_DECODED_SAMPLES:
+            raise AudioFileError(f"{path.name}: {info.duration / 3600:.1f} h of audio is more than this tool converts")
+        try:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioFileError(f"{path.name}: unreadable audio ({str(exc).strip()[:120]})") from exc
+        audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if audio.size == 0:
+        raise AudioFileError(f"{path.name}: contains no audio samples")
+    return np.ascontiguousarray(audio, np.float32), int(sr)
 
 SUBTYPES = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}  # soundfile subtype -> bits
 

@@ -1,0 +1,290 @@
+"""One conversion, step by step (the data flow of DESIGN.md with the reference's numerics).
+
+decode → mono → 16 kHz → peak guard 0.95 → 48 Hz zero-phase high-pass → reflect pad x_pad s
+→ f0 once on the padded whole → chunk plan (cuts at quiet points) → per chunk: content features
+→ retrieval blend → ×2 frame repeat → protect → synthesizer → trim the pads → stitch → RMS
+envelope mix → optional resample → peak guard 0.99.
+
+Each step is a small function; :class:`VoiceConverter` composes them and reports progress and
+per-stage timings. Every random draw of the synthesizer can be injected per chunk
+(``draws``), otherwise chunk ``i`` draws from ``numpy.random.default_rng([seed, i])``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .dsp.chunks import SAMPLE_RATE, WINDOW, Chunk, plan_chunks
+from .dsp.filters import highpass
+from .dsp.rms import mix_rms
+from .errors import MlxRvcError
+from .options import ConversionOptions
+
+INPUT_PEAK = 0.95  # inputs louder than this are scaled down before conversion (reference)
+OUTPUT_PEAK = 0.99  # the output is scaled down if it would exceed this
+MIN_INPUT_SECONDS = 0.1  # shorter inputs cannot fill one content-encoder frame with context
+MAX_INPUT_SECONDS = 4 * 3600  # refuse absurd lengths before allocating for them
+
+Progress = Callable[[str, float], None]  # (stage description, fraction of the whole done)
+
+
+class AudioInputError(MlxRvcError, ValueError):
+    """The input audio cannot be converted (empty, silent-by-NaN, too short, too long...)."""
+
+
+@dataclass
+class ChunkDraws:
+    """Injected random draws for one chunk (reference layouts: z_p (1, C, T), sine (1, T·upp, 1))."""
+
+    z_p: np.ndarray | None = None
+    sine: np.ndarray | None = None
+
+
+@dataclass
+class ConversionResult:
+    audio: np.ndarray  # float32 mono in [-1, 1] at sample_rate, after the peak guard
+    sample_rate: int
+    int16: np.ndarray  # what the reference returns: the same audio as int16
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    f0: np.ndarray | None = None  # Hz per 10 ms frame of the padded input (after shift), f0 voices
+    chunks: list[Chunk] = field(default_factory=list)
+    trace: dict[str, np.ndarray] = field(default_factory=dict)  # intermediates, when asked for
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """(N,) or (N, channels) -> (N,) float32 (channel mean)."""
+    audio = np.asarray(audio)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if audio.ndim != 1:
+        raise AudioInputError(f"audio must be (samples,) or (samples, channels), got shape {audio.shape}")
+    return audio.astype(np.float32)
+
+
+def prepare_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Validate, downmix, resample to 16 kHz and apply the 0.95 input peak guard."""
+    from .audio import resample
+
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioInputError(f"invalid sample rate {sample_rate!r}")
+    x = to_mono(audio)
+    if x.size == 0:
+        raise AudioInputError("the input audio is empty")
+    if not np.all(np.isfinite(x)):
+        raise AudioInputError("the input audio contains NaN or infinite samples")
+    seconds = x.size / sample_rate
+    if seconds < MIN_INPUT_SECONDS:
+        raise AudioInputError(f"the input is {seconds * 1000:.0f} ms long; at least {MIN_INPUT_SECONDS * 1000:.0f} ms is needed")
+    if seconds > MAX_INPUT_SECONDS:
+        raise AudioInputError(f"the input is {seconds / 3600:.1f} h long; the limit is {MAX_INPUT_SECONDS // 3600} h")
+    x = resample(x, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE)
+    peak = float(np.abs(x).max()) / INPUT_PEAK
+    if peak > 1:
+        x = x / np.float32(peak)
+    return x.astype(np.float32)
+
+
+def repeat_frames(feats: np.ndarray) -> np.ndarray:
+    """50 Hz features -> 100 Hz by repeating each frame (nearest upsampling ×2). (N, C) -> (2N, C)."""
+    return np.repeat(feats, 2, axis=0)
+
+
+def protect_unvoiced(feats: np.ndarray, original: np.ndarray, pitchf: np.ndarray, protect: float) -> np.ndarray:
+    """Blend back the un-retrieved features where the pitch is unvoiced (f0 < 1 Hz).
+
+    Voiced frames keep ``feats``; unvoiced ones get ``protect·feats + (1 − protect)·original``.
+    With interpolated pitch (the 2026 default) no frame is unvoiced, so this changes nothing.
+    """
+    w = np.where(pitchf > 0, np.float32(1), np.float32(0))
+    w = np.where(pitchf < 1, np.float32(protect), w)[:, None]
+    return (feats * w + original * (1 - w)).astype(np.float32)
+
+
+def output_peak_guard(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale down to a 0.99 peak if needed; return (float32 audio, int16 as the reference makes it)."""
+    peak = float(np.abs(audio).max()) / OUTPUT_PEAK if audio.size else 0.0
+    scale = 32768.0 / peak if peak > 1 else 32768.0
+    as_int16 = (audio * scale).astype(np.int16)
+    return (audio / np.float32(peak) if peak > 1 else audio).astype(np.float32), as_int16
+
+
+class VoiceConverter:
+    """Converts audio into one voice. Models are loaded once and reused across calls.
+
+    Args:
+        voice: an imported voice directory (or a library name, resolved by :mod:`mlx_rvc.store`).
+        encoder: HuBERT/ContentVec model directory; default: the library's.
+        pitch_model: RMVPE model directory; default: the library's (only needed for ``rmvpe``).
+    """
+
+    def __init__(self, voice, *, encoder=None, pitch_model=None):
+        from . import store
+
+        self.voice = store.load_voice(voice)
+        self._encoder_ref = encoder
+        self._pitch_ref = pitch_model
+        self._encoder = None
+        self._rmvpe = None
+        self._index_cache: dict[Path, object] = {}
+
+    # -- models, loaded lazily ------------------------------------------------------------------
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from . import store
+
+            self._encoder = store.load_encoder(self._encoder_ref)
+        return self._encoder
+
+    def rmvpe(self):
+        if self._rmvpe is None:
+            from . import store
+
+            self._rmvpe = store.load_pitch_model(self._pitch_ref)
+        return self._rmvpe
+
+    def index_for(self, options: ConversionOptions):
+        from .retrieval import load_index
+
+        path = options.index_path or self.voice.index_path
+        if path is None or options.index_rate == 0:
+            return None
+        path = Path(path)
+        if path not in self._index_cache:
+            self._index_cache[path] = load_index(path, dim=self.voice.cfg.phone_channels)
+        return self._index_cache[path]
+
+    # -- the conversion ---------------------------------------------------------------------
+    def convert(self, audio: np.ndarray, sample_rate: int, options: ConversionOptions = ConversionOptions(), *,
+                progress: Progress | None = None, draws: Sequence[ChunkDraws] | None = None,
+                trace: bool = False, prepared: bool = False) -> ConversionResult:
+        """Convert mono/multichannel float audio at ``sample_rate`` into the voice.
+
+        ``prepared=True`` means ``audio`` already is the 16 kHz, peak-guarded signal (what the
+        reference's ``load_audio`` returns), as the e2e fixtures store it.
+        """
+        from . import pitch as pitch_mod
+
+        report = progress or (lambda stage, fraction: None)
+        cfg = self.voice.cfg
+        if options.speaker >= cfg.spk_embed_dim:
+            raise ValueError(f"speaker {options.speaker} out of range: the voice has {cfg.spk_embed_dim}")
+        timings: dict[str, float] = {}
+        out_trace: dict[str, np.ndarray] = {}
+        t0 = time.perf_counter()
+        x16 = np.asarray(audio, np.float32) if prepared else prepare_input(audio, sample_rate)
+        filtered = highpass(x16)
+        t_pad = SAMPLE_RATE * options.chunking.x_pad
+        padded = np.pad(filtered, (t_pad, t_pad), mode="reflect")
+        timings["prepare"] = time.perf_counter() - t0
+        if trace:
+            out_trace["audio_filtered"] = filtered.astype(np.float32)
+
+        index = self.index_for(options)
+        pitch = pitchf = None
+        p_len = padded.shape[0] // WINDOW
+        if cfg.f0:
+            report("pitch", 0.02)
+            t0 = time.perf_counter()
+            f0 = pitch_mod.estimate(padded, method=options.f0_method, p_len=p_len, rmvpe=self.rmvpe,
+                                    filter_radius=options.filter_radius)
+            if trace:
+                out_trace["f0_raw"] = np.asarray(f0, np.float32)
+            pitch, pitchf = pitch_mod.postprocess(f0, semitones=options.pitch, unvoiced=options.unvoiced,
+                                                  f0_file=options.f0_file, p_len=p_len)
+            pitch, pitchf = pitch[:p_len], pitchf[:p_len].astype(np.float32)
+            timings["pitch"] = time.perf_counter() - t0
+            if trace:
+                out_trace["pitch_full"], out_trace["pitchf_full"] = pitch, pitchf
+
+        chunks = plan_chunks(filtered, options.chunking)
+        pieces = []
+        trim = cfg.sample_rate * options.chunking.x_pad
+        for i, chunk in enumerate(chunks):
+            report(f"chunk {i + 1}/{len(chunks)}", 0.05 + 0.9 * i / len(chunks))
+            last = i == len(chunks) - 1
+            stop_frame = None if last else (chunk.stop - WINDOW) // WINDOW
+            c_pitch = None if pitch is None else pitch[chunk.start // WINDOW: stop_frame]
+            c_pitchf = None if pitchf is None else pitchf[chunk.start // WINDOW: stop_frame]
+            chunk_draws = draws[i] if draws is not None else None
+            out = self._convert_chunk(padded[chunk.start:chunk.stop], c_pitch, c_pitchf, index, options,
+                                      chunk_draws, seed=(options.seed, i), timings=timings,
+                                      trace=out_trace if trace else None, prefix=f"chunk{i}_")
+            pieces.append(out[trim: len(out) - trim])
+        converted = np.concatenate(pieces).astype(np.float32)
+        if trace:
+            out_trace["audio_before_rms"] = converted
+
+        t0 = time.perf_counter()
+        if options.rms_mix_rate != 1:
+            converted = mix_rms(filtered, SAMPLE_RATE, converted, cfg.sample_rate, options.rms_mix_rate)
+        if trace:
+            out_trace["audio_after_rms"] = converted
+        out_sr = cfg.sample_rate
+        if options.resample_sr >= 16000 and options.resample_sr != cfg.sample_rate:
+            from .audio import resample
+
+            converted = resample(converted, orig_sr=cfg.sample_rate, target_sr=options.resample_sr)
+            out_sr = options.resample_sr
+        final, as_int16 = output_peak_guard(converted)
+        timings["finish"] = time.perf_counter() - t0
+        report("done", 1.0)
+        return ConversionResult(final, out_sr, as_int16, timings, pitchf, chunks, out_trace)
+
+    def _convert_chunk(self, audio0: np.ndarray, pitch, pitchf, index, options: ConversionOptions,
+                       draws: ChunkDraws | None, *, seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
+        import mlx.core as mx
+
+        from .models.synthesizer import SynthNoise
+        from .retrieval import blend
+
+        cfg = self.voice.cfg
+        t0 = time.perf_counter()
+        feats = self.encoder.features(audio0.astype(np.float32), version=cfg.version)  # (frames, C) @ 50 Hz
+        timings["features"] = timings.get("features", 0.0) + time.perf_counter() - t0
+        if trace is not None:
+            trace[prefix + "hubert_feats"] = feats[None]
+        original = feats
+        t0 = time.perf_counter()
+        if index is not None and options.index_rate > 0:
+            feats = blend(feats, index, options.index_rate)
+            if trace is not None:
+                trace[prefix + "feats_after_index"] = feats[None]
+        timings["retrieval"] = timings.get("retrieval", 0.0) + time.perf_counter() - t0
+        feats = repeat_frames(feats)
+        # the encoder's 20 ms frames never cover more than the chunk's 10 ms frames, so the
+        # reference's min(len // 160, 2·frames) is the feature count
+        p_len = min(audio0.shape[0] // WINDOW, feats.shape[0])
+        feats = feats[:p_len]
+        use_protect = cfg.f0 and options.protect < 0.5
+        if cfg.f0:
+            pitch, pitchf = pitch[:p_len], pitchf[:p_len]
+            if use_protect:
+                feats = protect_unvoiced(feats, repeat_frames(original), pitchf, options.protect)
+        if trace is not None:
+            trace[prefix + "synth_p_len"] = np.array([p_len], np.int64)
+            if cfg.f0:
+                trace[prefix + "synth_pitch"], trace[prefix + "synth_pitchf"] = pitch[None], pitchf[None]
+
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(list(seed))
+        frames = feats.shape[0]
+        noise = SynthNoise(
+            z_p=draws.z_p.transpose(0, 2, 1) if draws is not None and draws.z_p is not None
+            else rng.standard_normal((1, frames, cfg.inter_channels)),
+            sine=(draws.sine if draws is not None and draws.sine is not None
+                  else rng.standard_normal((1, frames * cfg.upp, 1))) if cfg.f0 else None,
+        )
+        kwargs = {}
+        if cfg.f0:
+            kwargs = {"pitch": mx.array(np.asarray(pitch, np.int32)[None]), "pitchf": np.asarray(pitchf, np.float32)[None]}
+        audio = self.voice.synth.infer(mx.array(feats[None]), mx.array([p_len]), mx.array([options.speaker]),
+                                       noise=noise, **kwargs)
+        audio = np.asarray(audio[0])
+        timings["synthesis"] = timings.get("synthesis", 0.0) + time.perf_counter() - t0
+        return audio

@@ -1,0 +1,137 @@
+"""The local model library (``$MLX_RVC_HOME``): voices, content encoders and pitch models.
+
+Layout: ``voices/NAME`` (a voice directory, possibly with ``voice.index``), ``encoders/NAME``,
+``pitch/NAME``. A model can always be given as a directory path instead of a library name.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifact
+from .errors import MlxRvcError
+from .importer import INDEX_NAME, KINDS, home
+
+
+class ModelNotFoundError(MlxRvcError, LookupError):
+    """No model of that name or path."""
+
+
+def kind_dir(kind: str) -> Path:
+    return home() / KINDS[kind][1]
+
+
+def resolve(ref: str | Path | None, kind: str) -> Path:
+    """A model directory from a path or a library name; ``None`` picks the library's only/first one.
+
+    Raises ModelNotFoundError with the names available.
+    """
+    if ref is not None:
+        p = Path(ref).expanduser()
+        if (p / artifact.CONFIG_NAME).is_file():
+            return p
+        if p.suffix in (".pth", ".pt", ".bin", ".safetensors") and p.exists():
+            raise ModelNotFoundError(f"{p} is a checkpoint: import it first (mlx-rvc import {p})")
+        candidate = kind_dir(kind) / str(ref)
+        if (candidate / artifact.CONFIG_NAME).is_file():
+            return candidate
+    available = [m.name for m in list_models(kind)]
+    if ref is None and available:
+        preferred = [n for n in available if n in ("hubert_base", "contentvec", "rmvpe")]
+        return kind_dir(kind) / (preferred[0] if preferred else available[0])
+    what = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}[kind]
+    hint = f"available: {', '.join(available)}" if available else f"import one with `mlx-rvc import` ({home()})"
+    named = f" {str(ref)!r}" if ref is not None else ""
+    raise ModelNotFoundError(f"no {what}{named} found; {hint}")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: str
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def has_index(self) -> bool:
+        return (self.path / INDEX_NAME).is_file()
+
+    def summary(self) -> str:
+        c = self.config
+        if self.kind == "rvc_voice":
+            return (f"{c.get('version')} {c.get('sample_rate', 0) // 1000}k {'f0' if c.get('f0') else 'no-f0'}, "
+                    f"{c.get('spk_embed_dim')} speaker(s){', index' if self.has_index else ''}, {c.get('dtype')}")
+        return f"{self.kind}, {c.get('dtype')}"
+
+
+def list_models(kind: str | None = None) -> list[ModelInfo]:
+    """Every imported model (of one kind), sorted by name; broken directories are skipped."""
+    kinds = [kind] if kind else list(KINDS)
+    out = []
+    for k in kinds:
+        d = kind_dir(k)
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            try:
+                config = artifact.read_config(p)
+            except (FileNotFoundError, ValueError):
+                continue
+            out.append(ModelInfo(p.name, k, p, config))
+    return out
+
+
+def info(ref: str | Path, kind: str = "rvc_voice") -> ModelInfo:
+    path = resolve(ref, kind)
+    return ModelInfo(path.name, kind, path, artifact.read_config(path))
+
+
+def remove(name: str, kind: str = "rvc_voice") -> Path:
+    """Delete a library model by name (never a path outside the library)."""
+    path = kind_dir(kind) / name
+    if "/" in name or name in ("", ".", "..") or not (path / artifact.CONFIG_NAME).is_file():
+        raise ModelNotFoundError(f"no {kind} named {name!r} in {kind_dir(kind)}")
+    shutil.rmtree(path)
+    return path
+
+
+@dataclass
+class Voice:
+    """A loaded voice: the MLX synthesizer, its config, and its retrieval index if it has one."""
+
+    name: str
+    path: Path
+    synth: Any  # models.synthesizer.Synthesizer
+    cfg: Any  # models.synthesizer.SynthesizerConfig
+
+    @property
+    def index_path(self) -> Path | None:
+        p = self.path / INDEX_NAME
+        return p if p.is_file() else None
+
+
+def load_voice(ref) -> Voice:
+    if isinstance(ref, Voice):
+        return ref
+    from .models import synthesizer
+
+    path = resolve(ref, "rvc_voice")
+    synth = synthesizer.load(path)
+    return Voice(path.name, path, synth, synth.cfg)
+
+
+def load_encoder(ref=None):
+    from .models import hubert
+
+    return hubert.load(resolve(ref, "hubert"))
+
+
+def load_pitch_model(ref=None):
+    from .models import rmvpe
+
+    return rmvpe.load(resolve(ref, "rmvpe"))
