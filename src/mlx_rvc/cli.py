@@ -88,6 +88,111 @@ def parity(
 
 
 @app.command()
+def convert(
+    inputs: list[Path] = typer.Argument(..., help="audio files or folders (searched recursively)"),
+    model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (one input) or folder [./converted]"),
+    pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
+    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest or dio"),
+    index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
+    index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
+    protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
+    rms_mix_rate: float = typer.Option(0.25, "--rms-mix-rate", help="0..1: 1 keeps the voice's loudness"),
+    filter_radius: int = typer.Option(3, "--filter-radius", help="0..7: median filter for harvest/dio pitch"),
+    unvoiced: str = typer.Option("interpolate", "--unvoiced", help="interpolate (2026 reference) or keep (classic)"),
+    f0_file: Optional[Path] = typer.Option(None, "--f0-file", help="CSV of seconds,Hz replacing the tracked pitch"),
+    resample_sr: int = typer.Option(0, "--resample-sr", help="output rate in Hz (0 = the voice's)"),
+    speaker: int = typer.Option(0, "--speaker", help="speaker id of multi-speaker voices"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random draws"),
+    fmt: str = typer.Option("wav", "--format", help="wav, flac, ogg or mp3"),
+    bit_depth: int = typer.Option(16, "--bit-depth", help="16, 24 or 32 (float)"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="content encoder (default: the library's)"),
+    pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+) -> None:
+    """Convert audio files into a voice. Exit status: 0 all converted, 1 some failed, 2 nothing could start."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .batch import convert_files, find_inputs
+    from .options import ConversionOptions
+    from .pipeline import VoiceConverter
+
+    try:
+        options = ConversionOptions(
+            pitch=pitch, f0_method=f0_method, index_path=index, index_rate=index_rate, protect=protect,
+            rms_mix_rate=rms_mix_rate, filter_radius=filter_radius, unvoiced=unvoiced, f0_file=f0_file,
+            resample_sr=resample_sr, speaker=speaker, seed=seed, output_format=fmt, bit_depth=bit_depth)
+        files = find_inputs(inputs)
+        if not files:
+            _fail("no audio files found in the inputs")
+        roots = {f: p for p in inputs if p.is_dir() for f in files if f.is_relative_to(p)}
+        converter = VoiceConverter(model, encoder=encoder, pitch_model=pitch_model)
+    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
+        files_task = bar.add_task("files", total=len(files))
+        step = bar.add_task("", total=1.0)
+
+        def on_file(i: int, path: Path) -> None:
+            bar.update(files_task, completed=i, description=f"file {i + 1}/{len(files)}: {path.name}")
+            bar.reset(step)
+
+        def on_progress(stage: str, fraction: float) -> None:
+            bar.update(step, completed=fraction, description=f"  {stage}")
+
+        results = convert_files(converter, files, options, out=out, roots=roots, on_file=on_file,
+                                progress=on_progress)
+        bar.update(files_task, completed=len(files))
+    if as_json:
+        print(json.dumps({"voice": converter.voice.name, "options": options.as_dict(),
+                          "files": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            if r.ok:
+                speed = r.seconds / r.audio_seconds if r.audio_seconds else 0
+                console.print(f"[green]ok[/] {r.input} -> {r.output} ({r.seconds:.1f} s, {speed:.2f} s per s of audio)")
+            else:
+                console.print(f"[red]failed[/] {r.input}: {r.error}")
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List the imported voices, content encoders and pitch models."""
+    from .importer import home
+    from .store import list_models
+
+    models = list_models()
+    if as_json:
+        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), "summary": m.summary()}
+                          for m in models], indent=2))
+        return
+    if not models:
+        console.print(f"no models in {home()}; import one with `mlx-rvc import`")
+        return
+    table = Table("name", "kind", "details", "path")
+    for m in models:
+        table.add_row(m.name, m.kind, m.summary(), str(m.path))
+    console.print(table)
+
+
+@app.command()
+def remove(
+    name: str = typer.Argument(..., help="library name"),
+    kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert or rmvpe"),
+) -> None:
+    """Delete a model from the library."""
+    from .store import remove as remove_model
+
+    try:
+        path = remove_model(name, kind)
+    except (MlxRvcError, KeyError) as exc:
+        _fail(str(exc))
+    console.print(f"removed {path}")
+
+
+@app.command()
 def bench(
     target: str = typer.Argument("synth", help="synth (synthesizer on a full-size random voice) or blas"),
     seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run"),
