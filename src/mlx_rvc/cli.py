@@ -157,6 +157,38 @@ def convert(
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="first audio file (the reference)"),
+    b: Path = typer.Argument(..., help="second audio file"),
+    png: Optional[Path] = typer.Option(None, "--png", help="write waveforms and spectrograms side by side"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Compare two audio files: spectrogram and waveform correlation, RMS ratio, and a picture."""
+    from .audio import load_audio, resample
+    from .metrics import audio_diff
+
+    try:
+        xa, sra = load_audio(a)
+        xb, srb = load_audio(b)
+    except (MlxRvcError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    xb_at_a = resample(xb, orig_sr=srb, target_sr=sra)
+    diff = audio_diff(xb_at_a, xa)
+    report = {"a": str(a), "b": str(b), "sample_rate_a": sra, "sample_rate_b": srb,
+              "seconds_a": len(xa) / sra, "seconds_b": len(xb) / srb, **diff.as_dict()}
+    if png is not None:
+        from .plots import comparison_figure, save_figure
+
+        save_figure(comparison_figure([(a.name, xa, sra), (b.name, xb, srb)]), png)
+        report["png"] = str(png)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for k, v in report.items():
+        console.print(f"{k:>14}: {v:.6g}" if isinstance(v, float) else f"{k:>14}: {v}")
+
+
 @app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the imported voices, content encoders and pitch models."""

@@ -1,0 +1,80 @@
+"""Pictures: waveforms and spectrograms side by side, with f0 contours (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import stft_magnitude
+
+SPEC_N_FFT = 1024  # samples per analysis window of the pictures
+SPEC_HOP = 256
+
+
+def _spectrogram_db(x: np.ndarray) -> np.ndarray:
+    mag = stft_magnitude(x, n_fft=SPEC_N_FFT, hop=SPEC_HOP).T  # (bins, frames)
+    return 20 * np.log10(np.maximum(mag, 1e-5))
+
+
+def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
+                      f0: list[np.ndarray | None] | None = None, f0_rate: float = 100.0):
+    """A matplotlib Figure: one row per signal, waveform on the left, spectrogram (+f0) on the right.
+
+    signals: (title, mono audio, sample rate); f0: per signal, Hz at ``f0_rate`` frames/s (0 = unvoiced).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(signals)
+    fig, axes = plt.subplots(n, 2, figsize=(13, 2.8 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.3]})
+    vmax = max((float(_spectrogram_db(x).max()) for _, x, _ in signals if len(x)), default=0.0)
+    for row, (title, x, sr) in enumerate(signals):
+        x = np.asarray(x, np.float32).ravel()
+        t = np.arange(len(x)) / sr
+        ax = axes[row][0]
+        ax.plot(t, x, linewidth=0.4, color="tab:blue")
+        ax.set_xlim(0, max(t[-1] if len(t) else 1, 1e-3))
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_title(f"{title}: waveform", fontsize=9)
+        ax.set_xlabel("s", fontsize=8)
+        ax = axes[row][1]
+        if len(x) > 0:
+            spec = _spectrogram_db(x)
+            extent = (0, len(x) / sr, 0, sr / 2)
+            ax.imshow(spec, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmax - 90, vmax=vmax)
+            ax.set_ylim(0, min(sr / 2, 8000))
+        contour = f0[row] if f0 is not None and row < len(f0) else None
+        if contour is not None and len(contour):
+            tc = np.arange(len(contour)) / f0_rate
+            voiced = np.where(np.asarray(contour) > 0, contour, np.nan)
+            ax.plot(tc, voiced, color="cyan", linewidth=1.2, label="f0")
+            ax.legend(loc="upper right", fontsize=7)
+        ax.set_title(f"{title}: spectrogram (Hz)", fontsize=9)
+        ax.set_xlabel("s", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
