@@ -29,6 +29,34 @@ class PointwiseConv(nn.Module):
         return mx.addmm(self.bias, x, self.weight[:, 0, :].T)
 
 
+def band_to_matrix(band: mx.array, w: int) -> mx.array:
+    """(…, T, 2w+1) per-offset values -> (…, T, T) with M[t, s] = band[t, s − t + w] on |s − t| ≤ w, else 0.
+
+    Pad each row to length L = T + 2w + 1 and re-read the flat buffer with rows of L − 1: row t
+    then starts t places earlier, i.e. shifted right by t, which puts offset s − t under column
+    s + w. Copies and reshapes only; no gather.
+    """
+    *lead, t, width = band.shape
+    length = t + width
+    x = mx.pad(band, [(0, 0)] * len(lead) + [(0, 0), (0, length - width)])  # (…, T, L)
+    x = x.reshape(*lead, t * length)[..., : t * (length - 1)].reshape(*lead, t, length - 1)
+    return x[..., w: w + t]
+
+
+def matrix_to_band(m: mx.array, w: int) -> mx.array:
+    """(…, T, T) -> (…, T, 2w+1) with B[t, j] = m[t, t + j − w] (0 outside the matrix); inverse skew.
+
+    Shift every row right by w (zero padding to length L = T + 2w + 1), re-read the flat buffer
+    with rows of L + 1: row t then starts t places later, so column j holds m[t, t + j − w].
+    """
+    *lead, t, _ = m.shape
+    width = 2 * w + 1
+    length = t + width
+    x = mx.pad(m, [(0, 0)] * len(lead) + [(0, 0), (w, length - t - w)])  # (…, T, L)
+    x = mx.pad(x.reshape(*lead, t * length), [(0, 0)] * len(lead) + [(0, t)])
+    return x.reshape(*lead, t, length + 1)[..., :width]
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention with shared relative-position embeddings for keys and values.
 
@@ -55,8 +83,8 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.reshape(b, t, self.n_heads, self.k_channels).transpose(0, 2, 1, 3)  # (B, H, T, d)
 
-    def __call__(self, x: mx.array, attn_mask: mx.array) -> mx.array:
-        """x: (B, T, C); attn_mask: (B, 1, T, T) of 0/1."""
+    def __call__(self, x: mx.array, attn_mask: mx.array | None) -> mx.array:
+        """x: (B, T, C); attn_mask: (B, 1, T, T) of 0/1, or None when nothing is masked."""
         b, t, c = x.shape
         w = self.window_size
         q = self._heads(self.conv_q(x)) / math.sqrt(self.k_channels)
@@ -64,23 +92,12 @@ class MultiHeadAttention(nn.Module):
         v = self._heads(self.conv_v(x))
         scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, T, T)
 
-        offsets = mx.arange(t)[None, :] - mx.arange(t)[:, None]  # [t, s] = s − t
-        in_window = (mx.abs(offsets) <= w).astype(x.dtype)
         rel_k = q @ self.emb_rel_k[0].T  # (B, H, T, 2w+1): query · embedding of each offset
-        band_idx = mx.clip(offsets + w, 0, 2 * w)[None, None]
-        band_idx = mx.broadcast_to(band_idx, (b, self.n_heads, t, t))
-        scores = scores + mx.take_along_axis(rel_k, band_idx, axis=-1) * in_window
-
-        scores = mx.where(attn_mask == 0, MASKED_SCORE, scores)
+        scores = scores + band_to_matrix(rel_k, w)
+        if attn_mask is not None:
+            scores = mx.where(attn_mask == 0, MASKED_SCORE, scores)
         p = mx.softmax(scores, axis=-1, precise=True)
-        out = p @ v  # (B, H, T, d)
-
-        # weights of each offset j for query t: p[t, t + j − w] (zero outside the sequence)
-        cols = mx.arange(t)[:, None] + mx.arange(2 * w + 1)[None, :] - w  # (T, 2w+1)
-        valid = ((cols >= 0) & (cols < t)).astype(x.dtype)
-        col_idx = mx.broadcast_to(mx.clip(cols, 0, t - 1)[None, None], (b, self.n_heads, t, 2 * w + 1))
-        rel_w = mx.take_along_axis(p, col_idx, axis=-1) * valid
-        out = out + rel_w @ self.emb_rel_v[0]
+        out = p @ v + matrix_to_band(p, w) @ self.emb_rel_v[0]
         out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
         return self.conv_o(out)
 
@@ -129,7 +146,8 @@ class Encoder(nn.Module):
     def __call__(self, x: mx.array, x_mask: mx.array) -> mx.array:
         """x: (B, T, C); x_mask: (B, T, 1)."""
         m = x_mask[..., 0]
-        attn_mask = (m[:, :, None] * m[:, None, :])[:, None]  # (B, 1, T, T)
+        # every position valid (one sequence, or equal lengths): masking would change nothing
+        attn_mask = None if bool(mx.all(m > 0)) else (m[:, :, None] * m[:, None, :])[:, None]  # (B, 1, T, T)
         x = x * x_mask
         for attn, norm1, ffn, norm2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
                                            self.norm_layers_2):
