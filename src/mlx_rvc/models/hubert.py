@@ -1,0 +1,492 @@
+"""HuBERT / ContentVec content encoder on MLX (the post-LN HuBERT-base family RVC listens through).
+
+Reads the three forms users hold — the classic fairseq ``hubert_base.pt``, and Hugging Face
+directories or weight files with legacy ``weight_g``/``weight_v`` or
+``parametrizations.weight.original0/1`` names — into one canonical naming (Hugging Face's).
+The configuration always comes from the file: fairseq ``cfg["model"]`` (or ``args``), or the HF
+``config.json``.
+
+RVC's feature kinds: v1 = ``final_proj(hidden_states[9])`` (256-d), v2 = the last layer's
+output (768-d). Input is the un-normalised 16 kHz waveform, as the reference pipeline feeds it.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from ..checkpoint import InertObject
+from ..errors import ModelConfigError, UnknownModelError
+from .layers import conv_weight_to_mlx, fold_all_weight_norms
+
+V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
+GELU_APPROX = "none"  # HuBERT uses the exact (erf) GELU
+
+
+@dataclass(frozen=True)
+class HubertConfig:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    conv_dim: tuple[int, ...]
+    conv_kernel: tuple[int, ...]
+    conv_stride: tuple[int, ...]
+    conv_bias: bool
+    num_conv_pos_embeddings: int  # positional conv kernel (128)
+    num_conv_pos_embedding_groups: int  # positional conv groups (16)
+    layer_norm_eps: float = 1e-5
+    final_proj_size: int | None = 256  # None: no final_proj (v1 features unavailable)
+
+    @property
+    def downsampling(self) -> int:
+        return int(np.prod(self.conv_stride))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HubertConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for k in ("conv_dim", "conv_kernel", "conv_stride"):
+            kw[k] = tuple(int(v) for v in kw[k])
+        return cls(**kw)
+
+
+def _parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
+    """fairseq's ``conv_feature_layers`` string, e.g. "[(512,10,5)] + [(512,3,2)] * 4", without eval.
+
+    Only list/tuple literals of integers, ``+`` between lists and ``*`` by an integer are accepted.
+    """
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [ev(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Add) and isinstance(left, list) and isinstance(right, list):
+                return left + right
+            if isinstance(node.op, ast.Mult) and isinstance(left, list) and isinstance(right, int) and 0 <= right <= 64:
+                return left * right
+        raise ValueError(f"unsupported expression in conv_feature_layers: {ast.dump(node)[:60]}")
+
+    try:
+        layers = ev(ast.parse(spec, mode="eval"))
+    except (SyntaxError, ValueError) as exc:
+        raise ModelConfigError(f"unreadable conv_feature_layers {spec!r}: {exc}") from exc
+    if not layers or not all(isinstance(t, tuple) and len(t) == 3 for t in layers):
+        raise ModelConfigError(f"conv_feature_layers {spec!r} is not a list of (dim, kernel, stride)")
+    return layers
+
+
+def config_from_fairseq(model_cfg: dict[str, Any], weights: dict[str, np.ndarray], *, name: str) -> HubertConfig:
+    if model_cfg.get("extractor_mode", "default") != "default":
+        raise UnknownModelError(f"{name}: extractor_mode {model_cfg.get('extractor_mode')!r} is not supported "
+                                "(only HuBERT-base's group-norm feature extractor)")
+    if model_cfg.get("layer_norm_first", False):
+        raise UnknownModelError(f"{name}: pre-LN (layer_norm_first) encoders are not supported")
+    try:
+        layers = _parse_conv_layers(str(model_cfg["conv_feature_layers"]))
+        final = weights.get("final_proj.weight")
+        return HubertConfig(
+            hidden_size=int(model_cfg["encoder_embed_dim"]), num_hidden_layers=int(model_cfg["encoder_layers"]),
+            num_attention_heads=int(model_cfg["encoder_attention_heads"]),
+            intermediate_size=int(model_cfg["encoder_ffn_embed_dim"]),
+            conv_dim=tuple(d for d, _, _ in layers), conv_kernel=tuple(k for _, k, _ in layers),
+            conv_stride=tuple(s for _, _, s in layers), conv_bias=bool(model_cfg.get("conv_bias", False)),
+            num_conv_pos_embeddings=int(model_cfg["conv_pos"]),
+            num_conv_pos_embedding_groups=int(model_cfg["conv_pos_groups"]),
+            final_proj_size=int(final.shape[0]) if final is not None else None,
+        )
+    except KeyError as exc:
+        raise ModelConfigError(f"{name}: fairseq config lacks {exc}") from exc
+
+
+def config_from_hf(hf: dict[str, Any], weights: dict[str, np.ndarray], *, name: str) -> HubertConfig:
+    if str(hf.get("feat_extract_norm", "group")) != "group" or hf.get("do_stable_layer_norm", False):
+        raise UnknownModelError(f"{name}: only post-LN HuBERT with a group-norm feature extractor is supported")
+    if str(hf.get("hidden_act", "gelu")) != "gelu" or str(hf.get("feat_extract_activation", "gelu")) != "gelu":
+        raise UnknownModelError(f"{name}: activation {hf.get('hidden_act')!r} is not supported (gelu only)")
+    final = weights.get("final_proj.weight")
+    try:
+        return HubertConfig(
+            hidden_size=int(hf["hidden_size"]), num_hidden_layers=int(hf["num_hidden_layers"]),
+            num_attention_heads=int(hf["num_attention_heads"]), intermediate_size=int(hf["intermediate_size"]),
+            conv_dim=tuple(hf["conv_dim"]), conv_kernel=tuple(hf["conv_kernel"]), conv_stride=tuple(hf["conv_stride"]),
+            conv_bias=bool(hf.get("conv_bias", False)),
+            num_conv_pos_embeddings=int(hf["num_conv_pos_embeddings"]),
+            num_conv_pos_embedding_groups=int(hf["num_conv_pos_embedding_groups"]),
+            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
+            final_proj_size=int(final.shape[0]) if final is not None else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelConfigError(f"{name}: config.json lacks or garbles {exc}") from exc
+
+
+# fairseq name fragments -> Hugging Face's (applied in order, first match per rule)
+_FAIRSEQ_TO_HF = [
+    ("feature_extractor.conv_layers.0.2.", "feature_extractor.conv_layers.0.layer_norm."),
+    ("post_extract_proj.", "feature_projection.projection."),
+    ("encoder.pos_conv.0.", "encoder.pos_conv_embed.conv."),
+    (".self_attn_layer_norm.", ".layer_norm."),
+    (".self_attn.", ".attention."),
+    (".fc1.", ".feed_forward.intermediate_dense."),
+    (".fc2.", ".feed_forward.output_dense."),
+]
+_DROP = ("mask_emb", "masked_spec_embed", "label_embs_concat")
+
+
+def _canonical_name(key: str) -> str:
+    if key.startswith("hubert."):  # some HF exports nest the encoder under "hubert."
+        key = key[len("hubert."):]
+    if key.startswith("layer_norm."):
+        return "feature_projection." + key
+    import re
+
+    m = re.match(r"feature_extractor\.conv_layers\.(\d+)\.0\.(.+)$", key)
+    if m:
+        return f"feature_extractor.conv_layers.{m.group(1)}.conv.{m.group(2)}"
+    for old, new in _FAIRSEQ_TO_HF:
+        if old in key:
+            key = key.replace(old, new)
+    return key
+
+
+def sanitize(weights: dict[str, np.ndarray], cfg: HubertConfig) -> dict[str, np.ndarray]:
+    """Any of the three forms -> the MLX parameters (HF names, channels-last, weight norm folded, float32)."""
+    renamed = {}
+    for k, v in weights.items():
+        if k in _DROP or k.endswith(_DROP):
+            continue
+        renamed[_canonical_name(k)] = np.asarray(v)
+    try:
+        folded = fold_all_weight_norms(renamed)
+    except KeyError as exc:
+        raise ModelConfigError(f"incomplete weight norm: {exc}") from exc
+    out = {}
+    g = cfg.num_conv_pos_embedding_groups
+    for k, v in folded.items():
+        v = v.astype(np.float32)
+        if k == "encoder.pos_conv_embed.conv.weight":
+            c_out, c_in_g, kk = v.shape  # torch grouped conv: (out, in/groups, K)
+            # -> (K, groups, in_g, out_g): one batched (groups) matmul per tap
+            v = np.ascontiguousarray(v.reshape(g, c_out // g, c_in_g, kk).transpose(3, 0, 2, 1))
+        elif v.ndim == 3:
+            v = conv_weight_to_mlx(v)
+        out[k] = v
+    check_weights(out, cfg)
+    return out
+
+
+def check_weights(weights: dict[str, Any], cfg: HubertConfig) -> None:
+    expected = {k: tuple(v.shape) for k, v in tree_flatten(HubertModel(cfg).parameters())}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
+    if wrong:
+        problems.append(f"{len(wrong)} mis-shaped, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs {expected[wrong[0]]}")
+    if problems:
+        raise ModelConfigError("encoder weights do not match its config: " + "; ".join(problems))
+
+
+def convert_checkpoint(obj: Any, *, name: str = "encoder") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """fairseq checkpoint dict, or {"hf_config", "state_dict"} -> (named config, sanitised weights)."""
+    if isinstance(obj, dict) and "state_dict" in obj and "hf_config" in obj:
+        state = obj["state_dict"]
+        if obj["hf_config"] is None:
+            raise ModelConfigError(f"{name}: a bare HuBERT weights file; import its directory (with config.json)")
+        cfg = config_from_hf(obj["hf_config"], state, name=name)
+        source_format = "huggingface"
+    elif isinstance(obj, dict) and "model" in obj:
+        state = obj["model"]
+        raw = obj.get("cfg")
+        model_cfg = None
+        if isinstance(raw, dict) and isinstance(raw.get("model"), (dict, InertObject)):
+            model_cfg = raw["model"]
+        elif obj.get("args") is not None:
+            model_cfg = obj["args"]
+        if isinstance(model_cfg, InertObject):
+            model_cfg = model_cfg.as_dict()
+        if not isinstance(model_cfg, dict):
+            raise ModelConfigError(f"{name}: fairseq checkpoint without a readable cfg['model'] or args")
+        cfg = config_from_fairseq(model_cfg, state, name=name)
+        source_format = "fairseq"
+    else:
+        raise UnknownModelError(f"{name}: not a HuBERT checkpoint")
+    weights = sanitize(state, cfg)
+    return {**cfg.to_dict(), "source_format": source_format}, weights
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+def strided_conv1d(x: mx.array, weight: mx.array, bias: mx.array | None, stride: int) -> mx.array:
+    """Unpadded Conv1d with stride as matmuls. x: (B, T, Cin); weight: (Cout, K, Cin)."""
+    b, t, c = x.shape
+    cout, k, _ = weight.shape
+    t_out = (t - k) // stride + 1
+    if t_out <= 0:
+        raise ValueError(f"input of {t} frames is shorter than the kernel ({k})")
+    if k % stride == 0:  # each output frame covers k/stride whole blocks of `stride` frames
+        n = k // stride
+        blocks = x[:, : (t_out + n - 1) * stride].reshape(b, t_out + n - 1, stride * c)
+        frames = blocks if n == 1 else mx.concatenate([blocks[:, i: i + t_out] for i in range(n)], axis=-1)
+        w = weight.reshape(cout, k * c).T  # tap-major rows, as the frames
+        return frames @ w if bias is None else mx.addmm(bias, frames, w)
+    y = bias
+    for j in range(k):
+        xs = x[:, j: j + stride * (t_out - 1) + 1: stride]
+        y = xs @ weight[:, j, :].T if y is None else mx.addmm(y, xs, weight[:, j, :].T)
+    return y
+
+
+class ConvLayer(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool):
+        super().__init__()
+        self.weight = mx.zeros((c_out, kernel, c_in))
+        if bias:
+            self.bias = mx.zeros((c_out,))
+        self.stride = stride
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return strided_conv1d(x, self.weight, self.bias if "bias" in self else None, self.stride)
+
+
+class GroupNormPerChannel(nn.Module):
+    """GroupNorm with one group per channel: each channel normalised over time (eps 1e-5)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = mx.ones((channels,))
+        self.bias = mx.zeros((channels,))
+        self.eps = eps
+
+    def __call__(self, x: mx.array) -> mx.array:
+        mean = mx.mean(x, axis=1, keepdims=True)
+        var = mx.var(x, axis=1, keepdims=True)
+        return (x - mean) * mx.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class FeatureExtractorLayer(nn.Module):
+    def __init__(self, cfg: HubertConfig, i: int):
+        super().__init__()
+        c_in = 1 if i == 0 else cfg.conv_dim[i - 1]
+        self.conv = ConvLayer(c_in, cfg.conv_dim[i], cfg.conv_kernel[i], cfg.conv_stride[i], cfg.conv_bias)
+        if i == 0:
+            self.layer_norm = GroupNormPerChannel(cfg.conv_dim[0])
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = self.conv(x)
+        if "layer_norm" in self:
+            x = self.layer_norm(x)
+        return nn.gelu(x)
+
+
+class FeatureExtractor(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.conv_layers = [FeatureExtractorLayer(cfg, i) for i in range(len(cfg.conv_dim))]
+
+    def __call__(self, wav: mx.array) -> mx.array:
+        x = wav[..., None]  # (B, N, 1)
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x  # (B, frames, conv_dim[-1])
+
+
+class FeatureProjection(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(cfg.conv_dim[-1], eps=cfg.layer_norm_eps)
+        self.projection = nn.Linear(cfg.conv_dim[-1], cfg.hidden_size)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.projection(self.layer_norm(x))
+
+
+class PositionalConv(nn.Module):
+    """Grouped conv (kernel K, 'same' padding K/2, last frame dropped for even K) + GELU.
+
+    ``weight`` is (K, groups, in_g, out_g): tap j is one batched matmul over the groups.
+    """
+
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        k, g, h = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups, cfg.hidden_size
+        self.weight = mx.zeros((k, g, h // g, h // g))
+        self.bias = mx.zeros((h,))
+        self.groups = g
+
+    def __call__(self, x: mx.array) -> mx.array:
+        b, t, h = x.shape
+        k, g = self.weight.shape[0], self.groups
+        pad = k // 2
+        xg = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]).reshape(b, t + 2 * pad, g, h // g).transpose(0, 2, 1, 3)
+        t_out = t + 2 * pad - k + 1
+        y = None
+        for j in range(k):
+            part = xg[:, :, j: j + t_out] @ self.weight[j]  # (B, G, T_out, out_g)
+            y = part if y is None else y + part
+        if k % 2 == 0:
+            y = y[:, :, : t_out - 1]  # an even kernel with K/2 padding yields one frame too many
+        y = y.transpose(0, 2, 1, 3).reshape(b, -1, h) + self.bias
+        return nn.gelu(y)
+
+
+class PosConvEmbed(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.conv = PositionalConv(cfg)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.conv(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        h = cfg.hidden_size
+        self.n_heads = cfg.num_attention_heads
+        self.head_dim = h // self.n_heads
+        self.q_proj = nn.Linear(h, h)
+        self.k_proj = nn.Linear(h, h)
+        self.v_proj = nn.Linear(h, h)
+        self.out_proj = nn.Linear(h, h)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        b, t, h = x.shape
+
+        def heads(y):
+            return y.reshape(b, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
+        return self.out_proj(o.transpose(0, 2, 1, 3).reshape(b, t, h))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.intermediate_dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.output_dense(nn.gelu(self.intermediate_dense(x)))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN: x = LN(x + attn(x)); x = LN'(x + ffn(x))."""
+
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.feed_forward = FeedForward(cfg)
+        self.final_layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = self.layer_norm(x + self.attention(x))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.pos_conv_embed = PosConvEmbed(cfg)
+        self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.layers = [EncoderLayer(cfg) for _ in range(cfg.num_hidden_layers)]
+
+
+class HubertModel(nn.Module):
+    def __init__(self, cfg: HubertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.feature_extractor = FeatureExtractor(cfg)
+        self.feature_projection = FeatureProjection(cfg)
+        self.encoder = Encoder(cfg)
+        if cfg.final_proj_size:
+            self.final_proj = nn.Linear(cfg.hidden_size, cfg.final_proj_size)
+
+    def __call__(self, wav: mx.array, *, up_to_layer: int | None = None,
+                 trace: dict | None = None) -> list[mx.array]:
+        """Hidden states 0..up_to_layer (default: all) for a (B, N) 16 kHz waveform.
+
+        hidden_states[0] is the encoder input (LayerNorm(x + pos_conv(x))), [n] the output of
+        layer n, as Hugging Face numbers them.
+        """
+        feats = self.feature_extractor(wav)
+        x = self.feature_projection(feats)
+        pos = self.encoder.pos_conv_embed(x)
+        if trace is not None:
+            trace.update(conv_features=feats, projected_features=x, pos_conv_out=pos)
+        x = self.encoder.layer_norm(x + pos)
+        states = [x]
+        last = self.cfg.num_hidden_layers if up_to_layer is None else up_to_layer
+        for layer in self.encoder.layers[:last]:
+            x = layer(x)
+            states.append(x)
+        return states
+
+    def features(self, audio: np.ndarray, *, version: str) -> np.ndarray:
+        """RVC content features of a mono 16 kHz float waveform: (frames, 256) for v1, (frames, 768) for v2."""
+        if version not in ("v1", "v2"):
+            raise ValueError(f"unknown RVC feature version {version!r}")
+        min_len = _receptive_length(self.cfg)
+        if len(audio) < min_len:
+            raise ValueError(f"{len(audio)} samples are fewer than the encoder's {min_len}-sample receptive field")
+        wav = mx.array(np.asarray(audio, np.float32)[None])
+        if version == "v1":
+            if not self.cfg.final_proj_size or self.cfg.num_hidden_layers < V1_LAYER:
+                raise ValueError("this encoder cannot make v1 features (needs final_proj and ≥ 9 layers)")
+            out = self.final_proj(self(wav, up_to_layer=V1_LAYER)[V1_LAYER])
+        else:
+            out = self(wav)[-1]
+        mx.eval(out)
+        return np.asarray(out[0])
+
+
+def _receptive_length(cfg: HubertConfig) -> int:
+    """Samples needed for one output frame of the convolutional feature extractor."""
+    n = 1
+    for k, s in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride))):
+        n = (n - 1) * s + k
+    return n
+
+
+def build(cfg: HubertConfig, weights: dict[str, np.ndarray]) -> HubertModel:
+    check_weights(weights, cfg)
+    model = HubertModel(cfg)
+    model.load_weights([(k, mx.array(np.asarray(v, np.float32))) for k, v in weights.items()], strict=True)
+    mx.eval(model.parameters())
+    return model
+
+
+def load(model_dir: str | Path) -> HubertModel:
+    """Load an imported content encoder (a model directory written by ``mlx-rvc import``)."""
+    from .. import artifact
+
+    config = artifact.read_config(model_dir)
+    if config.get("model_type") != "hubert":
+        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not a content encoder")
+    return build(HubertConfig.from_dict(config), artifact.read_weights(model_dir))
+
+
+__all__ = ["HubertConfig", "HubertModel", "convert_checkpoint", "sanitize", "build", "load"]
