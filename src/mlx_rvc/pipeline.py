@@ -168,8 +168,6 @@ class VoiceConverter:
         ``prepared=True`` means ``audio`` already is the 16 kHz, peak-guarded signal (what the
         reference's ``load_audio`` returns), as the e2e fixtures store it.
         """
-        from . import pitch as pitch_mod
-
         report = progress or (lambda stage, fraction: None)
         cfg = self.voice.cfg
         if options.speaker >= cfg.spk_embed_dim:
@@ -189,18 +187,21 @@ class VoiceConverter:
         pitch = pitchf = None
         p_len = padded.shape[0] // WINDOW
         if cfg.f0:
+            from . import pitch as pitch_mod
+
             report("pitch", 0.02)
             t0 = time.perf_counter()
-            f0 = pitch_mod.estimate(padded, method=options.f0_method, p_len=p_len, rmvpe=self.rmvpe,
+            f0 = pitch_mod.estimate(padded, method=options.f0_method, rmvpe=self.rmvpe,
                                     filter_radius=options.filter_radius)
             if trace:
                 out_trace["f0_raw"] = np.asarray(f0, np.float32)
+            f0 = pitch_mod.align(f0, method=options.f0_method, p_len=p_len)
             pitch, pitchf = pitch_mod.postprocess(f0, semitones=options.pitch, unvoiced=options.unvoiced,
-                                                  f0_file=options.f0_file, p_len=p_len)
-            pitch, pitchf = pitch[:p_len], pitchf[:p_len].astype(np.float32)
-            timings["pitch"] = time.perf_counter() - t0
+                                                  f0_file=options.f0_file, pad_frames=t_pad // WINDOW)
             if trace:
                 out_trace["pitch_full"], out_trace["pitchf_full"] = pitch, pitchf
+            pitch, pitchf = pitch[:p_len], pitchf[:p_len]
+            timings["pitch"] = time.perf_counter() - t0
 
         chunks = plan_chunks(filtered, options.chunking)
         pieces = []

@@ -1,0 +1,71 @@
+"""STFT magnitude and log-mel spectrogram, as RMVPE's front end computes them (pure numpy)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz
+N_FFT = 1024  # samples per analysis window (64 ms)
+HOP = 160  # samples between frames (10 ms)
+N_MELS = 128
+FMIN = 30.0  # Hz
+FMAX = 8000.0  # Hz
+LOG_FLOOR = 1e-5  # magnitudes are clamped here before the log
+
+
+def hz_to_mel_htk(f: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(f, np.float64) / 700.0)
+
+
+def mel_to_hz_htk(m: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(m, np.float64) / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(*, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = FMIN,
+                   fmax: float = FMAX) -> np.ndarray:
+    """HTK-scale triangular filters with Slaney area normalisation, (n_mels, n_fft//2 + 1) float32.
+
+    Band i rises from mel point i to i+1 and falls to i+2 (points evenly spaced in HTK mels
+    between fmin and fmax); each band is scaled by 2 / (its width in Hz) so bands of every
+    width carry equal energy.
+    """
+    fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    points = mel_to_hz_htk(np.linspace(hz_to_mel_htk(fmin), hz_to_mel_htk(fmax), n_mels + 2))
+    widths = np.diff(points)
+    ramps = points[:, None] - fft_freqs[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (points[2:] - points[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+
+
+def stft_magnitude(audio: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT| with a periodic Hann window, centred by reflect padding: (n_fft//2 + 1, frames) float32."""
+    x = np.asarray(audio, np.float64).ravel()
+    pad = n_fft // 2
+    if x.size <= pad:
+        raise ValueError(f"{x.size} samples are too few for centred reflect padding of {pad}")
+    xp = np.pad(x, pad, mode="reflect")
+    n_frames = 1 + (xp.size - n_fft) // hop
+    window = periodic_hann(n_fft)
+    out = np.empty((n_fft // 2 + 1, n_frames), np.float32)
+    step = 4096  # frames per block: bounds the float64 frame buffer (~32 MB)
+    frames_view = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop]
+    for s in range(0, n_frames, step):
+        spec = np.fft.rfft(frames_view[s:s + step] * window, axis=-1)
+        out[:, s:s + step] = np.abs(spec).T
+    return out
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """RMVPE's input: log(max(mel · |STFT|, 1e-5)), (128, frames) float32, frames = len // 160 + 1."""
+    mel = mel_filterbank() @ stft_magnitude(audio)
+    return np.log(np.maximum(mel, np.float32(LOG_FLOOR))).astype(np.float32)

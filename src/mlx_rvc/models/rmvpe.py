@@ -1,0 +1,392 @@
+"""RMVPE pitch estimator on MLX: log-mel → deep U-Net → BiGRU → 360-bin pitch salience.
+
+The network's widths and depths are read from the weights (the released model is
+``E2E(n_blocks=4, n_gru=1, kernel_size=(2, 2))``; other widths load the same way). BatchNorm
+running statistics are folded into the preceding convolutions at import. Images are
+channels-last: (B, time, mel bins, channels).
+
+Decoding (salience → Hz) and the mel front end are the pure functions of ``mlx_rvc.dsp``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from ..dsp.f0 import salience_to_f0
+from ..dsp.mel import N_MELS, log_mel
+from ..errors import ModelConfigError, UnknownModelError
+
+BN_EPS = 1e-5  # torch BatchNorm2d default
+FRAME_MULTIPLE = 32  # the U-Net pools time by 2 five times: frames are zero-padded to a multiple of 32
+VOICING_THRESHOLD = 0.03  # the pipeline's salience threshold
+
+
+@dataclass(frozen=True)
+class RmvpeConfig:
+    en_de_layers: int  # encoder (and decoder) levels
+    inter_layers: int  # intermediate blocks at the bottom
+    n_blocks: int  # residual conv blocks per level
+    in_channels: int
+    en_out_channels: int  # channels of the first level (doubling per level)
+    n_gru: int  # BiGRU layers (0: plain linear head)
+    gru_hidden: int
+    n_classes: int  # salience bins (360 = 20-cent steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RmvpeConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in d.items() if k in known})
+
+
+def config_from_weights(w: dict[str, np.ndarray], *, name: str = "rmvpe") -> RmvpeConfig:
+    def count(pattern: str) -> int:
+        ids = {int(m.group(1)) for k in w for m in [re.match(pattern, k)] if m}
+        return max(ids) + 1 if ids else 0
+
+    try:
+        n_gru = count(r"fc\.0\.gru\.weight_ih_l(\d+)$")
+        return RmvpeConfig(
+            en_de_layers=count(r"unet\.encoder\.layers\.(\d+)\."),
+            inter_layers=count(r"unet\.intermediate\.layers\.(\d+)\."),
+            n_blocks=count(r"unet\.encoder\.layers\.0\.conv\.(\d+)\."),
+            in_channels=int(w["unet.encoder.bn.weight"].shape[0]),
+            en_out_channels=int(w["unet.encoder.layers.0.conv.0.conv.0.weight"].shape[0]),
+            n_gru=n_gru,
+            gru_hidden=int(w["fc.0.gru.weight_hh_l0"].shape[1]) if n_gru else 0,
+            n_classes=int(w["fc.1.weight"].shape[0] if n_gru else w["fc.0.weight"].shape[0]),
+        )
+    except KeyError as exc:
+        raise ModelConfigError(f"{name}: RMVPE weights lack {exc}") from exc
+
+
+def _fold_bn(prefix: str, w: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm (eval) as a per-channel scale and shift."""
+    gamma, beta = w[prefix + ".weight"].astype(np.float64), w[prefix + ".bias"].astype(np.float64)
+    mean, var = w[prefix + ".running_mean"].astype(np.float64), w[prefix + ".running_var"].astype(np.float64)
+    scale = gamma / np.sqrt(var + BN_EPS)
+    return scale, beta - mean * scale
+
+
+def sanitize(weights: dict[str, np.ndarray], cfg: RmvpeConfig) -> dict[str, np.ndarray]:
+    """State dict -> MLX parameters: BatchNorms folded into their convs, NHWC layouts, float32."""
+    w = {k: np.asarray(v) for k, v in weights.items() if not k.endswith("num_batches_tracked")}
+    out: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+
+    def bn_keys(p):
+        return {p + s for s in (".weight", ".bias", ".running_mean", ".running_var")}
+
+    scale, shift = _fold_bn("unet.encoder.bn", w)
+    out["unet.encoder.bn.scale"], out["unet.encoder.bn.shift"] = scale, shift
+    used |= bn_keys("unet.encoder.bn")
+    for key in sorted(w):
+        m = re.match(r"(.*\.conv\.)(0|3)\.weight$", key)
+        if m:  # ConvBlockRes conv followed by its BatchNorm (index +1)
+            bn = f"{m.group(1)}{int(m.group(2)) + 1}"
+            s, b = _fold_bn(bn, w)
+            conv = w[key].astype(np.float64) * s[:, None, None, None]  # (out, in, kh, kw)
+            out[key] = conv.transpose(0, 2, 3, 1)
+            out[key[: -len("weight")] + "bias"] = b
+            used |= {key} | bn_keys(bn)
+            continue
+        m = re.match(r"(unet\.decoder\.layers\.\d+\.conv1)\.0\.weight$", key)
+        if m:  # ConvTranspose2d (in, out, kh, kw) followed by BatchNorm conv1.1
+            s, b = _fold_bn(m.group(1) + ".1", w)
+            conv = w[key].astype(np.float64) * s[None, :, None, None]
+            out[key] = conv.transpose(1, 2, 3, 0)  # MLX conv_transpose2d: (out, kh, kw, in)
+            out[m.group(1) + ".0.bias"] = b
+            used |= {key} | bn_keys(m.group(1) + ".1")
+    for key, value in w.items():
+        if key in used:
+            continue
+        if value.ndim == 4:  # shortcut 1x1 and the output cnn
+            out[key] = value.astype(np.float64).transpose(0, 2, 3, 1)
+        else:
+            out[key] = value
+    out = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+    check_weights(out, cfg)
+    return out
+
+
+def check_weights(weights: dict[str, Any], cfg: RmvpeConfig) -> None:
+    expected = {k: tuple(v.shape) for k, v in tree_flatten(E2E(cfg).parameters())}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
+    if wrong:
+        problems.append(f"{len(wrong)} mis-shaped, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs {expected[wrong[0]]}")
+    if problems:
+        raise ModelConfigError("RMVPE weights do not match their structure: " + "; ".join(problems))
+
+
+def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not isinstance(obj, dict):
+        raise UnknownModelError(f"{name}: not an RMVPE state dict")
+    cfg = config_from_weights(obj, name=name)
+    return cfg.to_dict(), sanitize(obj, cfg)
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class Conv(nn.Module):
+    """Conv2d (3x3 'same' or 1x1) with bias, NHWC; weight (out, kh, kw, in)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int):
+        super().__init__()
+        self.weight = mx.zeros((c_out, k, k, c_in))
+        self.bias = mx.zeros((c_out,))
+        self.pad = k // 2
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.conv2d(x, self.weight, padding=self.pad) + self.bias
+
+
+class _NoParams(nn.Module):
+    """Keeps list positions of the reference's parameter-free layers (BatchNorm folded, ReLU)."""
+
+
+class ConvBlockRes(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        # positions 0 and 3 hold the convolutions (their BatchNorms, 1 and 4, are folded in)
+        self.conv = [Conv(c_in, c_out, 3), _NoParams(), _NoParams(), Conv(c_out, c_out, 3)]
+        if c_in != c_out:
+            self.shortcut = Conv(c_in, c_out, 1)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = nn.relu(self.conv[3](nn.relu(self.conv[0](x))))
+        return y + (self.shortcut(x) if "shortcut" in self else x)
+
+
+class ResBlocks(nn.Module):
+    def __init__(self, c_in: int, c_out: int, n_blocks: int):
+        super().__init__()
+        self.conv = [ConvBlockRes(c_in if i == 0 else c_out, c_out) for i in range(n_blocks)]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        for block in self.conv:
+            x = block(x)
+        return x
+
+
+class InputNorm(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = mx.ones((channels,))
+        self.shift = mx.zeros((channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x * self.scale + self.shift
+
+
+def avg_pool_2x2(x: mx.array) -> mx.array:
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: RmvpeConfig):
+        super().__init__()
+        self.bn = InputNorm(cfg.in_channels)
+        c_in, c_out = cfg.in_channels, cfg.en_out_channels
+        self.layers = []
+        for _ in range(cfg.en_de_layers):
+            self.layers.append(ResBlocks(c_in, c_out, cfg.n_blocks))
+            c_in, c_out = c_out, c_out * 2
+
+    def __call__(self, x: mx.array) -> tuple[mx.array, list[mx.array]]:
+        x = self.bn(x)
+        skips = []
+        for layer in self.layers:
+            y = layer(x)
+            skips.append(y)
+            x = avg_pool_2x2(y)
+        return x, skips
+
+
+class UpConv(nn.Module):
+    """ConvTranspose2d 3x3, stride 2, padding 1, output padding 1 (doubles both sizes), BN folded, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.weight = mx.zeros((c_out, 3, 3, c_in))
+        self.bias = mx.zeros((c_out,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = mx.conv_transpose2d(x, self.weight, stride=2, padding=1, output_padding=1)
+        return nn.relu(y + self.bias)
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, n_blocks: int):
+        super().__init__()
+        self.conv1 = [UpConv(c_in, c_out)]
+        self.conv2 = [ConvBlockRes(2 * c_out if i == 0 else c_out, c_out) for i in range(n_blocks)]
+
+    def __call__(self, x: mx.array, skip: mx.array) -> mx.array:
+        x = mx.concatenate([self.conv1[0](x), skip], axis=-1)
+        for block in self.conv2:
+            x = block(x)
+        return x
+
+
+class DeepUnet(nn.Module):
+    def __init__(self, cfg: RmvpeConfig):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        bottom = cfg.en_out_channels * 2 ** (cfg.en_de_layers - 1)  # channels of the last encoder level
+        self.intermediate = Intermediate(bottom, 2 * bottom, cfg)
+        self.decoder = _Decoder(2 * bottom, cfg)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x, skips = self.encoder(x)
+        return self.decoder(self.intermediate(x), skips)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, c_in: int, c_out: int, cfg: RmvpeConfig):
+        super().__init__()
+        self.layers = [ResBlocks(c_in if i == 0 else c_out, c_out, cfg.n_blocks) for i in range(cfg.inter_layers)]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _Decoder(nn.Module):
+    def __init__(self, c_in: int, cfg: RmvpeConfig):
+        super().__init__()
+        self.layers = []
+        for _ in range(cfg.en_de_layers):
+            self.layers.append(DecoderBlock(c_in, c_in // 2, cfg.n_blocks))
+            c_in //= 2
+
+    def __call__(self, x: mx.array, skips: list[mx.array]) -> mx.array:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, skips[-1 - i])
+        return x
+
+
+class BiGRU(nn.Module):
+    """torch.nn.GRU(bidirectional, batch_first) parameters; both directions run as one batch of 2."""
+
+    def __init__(self, n_in: int, hidden: int, n_layers: int):
+        super().__init__()
+        self.gru = _GruParams(n_in, hidden, n_layers)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.gru(x)
+
+
+class _GruParams(nn.Module):
+    def __init__(self, n_in: int, hidden: int, n_layers: int):
+        super().__init__()
+        self.hidden = hidden
+        self.n_layers = n_layers
+        for layer in range(n_layers):
+            width = n_in if layer == 0 else 2 * hidden
+            for suffix in ("", "_reverse"):
+                setattr(self, f"weight_ih_l{layer}{suffix}", mx.zeros((3 * hidden, width)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", mx.zeros((3 * hidden, hidden)))
+                setattr(self, f"bias_ih_l{layer}{suffix}", mx.zeros((3 * hidden,)))
+                setattr(self, f"bias_hh_l{layer}{suffix}", mx.zeros((3 * hidden,)))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """x: (B, T, n_in) -> (B, T, 2·hidden): forward states then backward states."""
+        h = self.hidden
+        for layer in range(self.n_layers):
+            w_ih = mx.stack([getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_ih_l{layer}_reverse")])
+            w_hh = mx.stack([getattr(self, f"weight_hh_l{layer}"), getattr(self, f"weight_hh_l{layer}_reverse")])
+            b_ih = mx.stack([getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}_reverse")])
+            b_hh = mx.stack([getattr(self, f"bias_hh_l{layer}"), getattr(self, f"bias_hh_l{layer}_reverse")])
+            b, t, _ = x.shape
+            # input projections for every step at once: direction d reads time reversed for d = 1
+            seqs = mx.stack([x, x[:, ::-1]])  # (2, B, T, n_in)
+            gi = seqs @ w_ih.transpose(0, 2, 1)[:, None] + b_ih[:, None, None]  # (2, B, T, 3h)
+            mx.eval(gi)
+            w_hh_t = w_hh.transpose(0, 2, 1)[:, None]  # (2, 1, h, 3h)
+            state = mx.zeros((2, b, 1, h))
+            outs = []
+            for step in range(t):
+                gh = state @ w_hh_t + b_hh[:, None, None]  # (2, B, 1, 3h)
+                gx = gi[:, :, step: step + 1]
+                r = mx.sigmoid(gx[..., :h] + gh[..., :h])
+                z = mx.sigmoid(gx[..., h: 2 * h] + gh[..., h: 2 * h])
+                n = mx.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
+                state = (1 - z) * n + z * state
+                outs.append(state)
+                if step % 256 == 255:
+                    mx.eval(state)  # keep the lazy graph short
+            seq = mx.concatenate(outs, axis=2)  # (2, B, T, h)
+            x = mx.concatenate([seq[0], seq[1][:, ::-1]], axis=-1)
+        return x
+
+
+class E2E(nn.Module):
+    def __init__(self, cfg: RmvpeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = DeepUnet(cfg)
+        self.cnn = Conv(cfg.en_out_channels, 3, 3)
+        if cfg.n_gru:
+            self.fc = [BiGRU(3 * N_MELS, cfg.gru_hidden, cfg.n_gru), nn.Linear(2 * cfg.gru_hidden, cfg.n_classes)]
+        else:
+            self.fc = [nn.Linear(3 * N_MELS, cfg.n_classes)]
+
+    def __call__(self, mel: mx.array) -> mx.array:
+        """mel: (B, T, 128) log-mel, T a multiple of 32 -> salience (B, T, n_classes) in (0, 1)."""
+        x = self.cnn(self.unet(mel[..., None]))  # (B, T, 128, 3)
+        b, t = x.shape[:2]
+        x = x.transpose(0, 1, 3, 2).reshape(b, t, 3 * N_MELS)  # channel-major, as the reference flattens
+        for layer in self.fc:
+            x = layer(x)
+        return mx.sigmoid(x)
+
+    def salience(self, mel: np.ndarray) -> np.ndarray:
+        """(128, T) log-mel -> (T, n_classes) salience; frames zero-padded to a multiple of 32, then cropped."""
+        n = mel.shape[1]
+        padded = -(-n // FRAME_MULTIPLE) * FRAME_MULTIPLE
+        x = np.pad(mel.T, ((0, padded - n), (0, 0)))[None]
+        out = self(mx.array(x.astype(np.float32)))
+        mx.eval(out)
+        return np.asarray(out[0, :n])
+
+    def f0(self, audio_16k: np.ndarray, *, threshold: float = VOICING_THRESHOLD) -> np.ndarray:
+        """f0 in Hz per 10 ms frame (len // 160 + 1 frames), 0 where unvoiced."""
+        return salience_to_f0(self.salience(log_mel(audio_16k)), threshold=threshold)
+
+
+def build(cfg: RmvpeConfig, weights: dict[str, np.ndarray]) -> E2E:
+    check_weights(weights, cfg)
+    model = E2E(cfg)
+    model.load_weights([(k, mx.array(np.asarray(v, np.float32))) for k, v in weights.items()], strict=True)
+    mx.eval(model.parameters())
+    return model
+
+
+def load(model_dir: str | Path) -> E2E:
+    """Load an imported RMVPE model (a model directory written by ``mlx-rvc import``)."""
+    from .. import artifact
+
+    config = artifact.read_config(model_dir)
+    if config.get("model_type") != "rmvpe":
+        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not RMVPE")
+    return build(RmvpeConfig.from_dict(config), artifact.read_weights(model_dir))
