@@ -138,7 +138,7 @@ class VoiceConverter:
         if self._encoder is None:
             from . import store
 
-            self._encoder = store.load_encoder(self._encoder_ref)
+            self._encoder = store.load_encoder(self._encoder_ref, version=self.voice.cfg.version)
         return self._encoder
 
     def rmvpe(self):

@@ -125,9 +125,23 @@ def load_voice(ref) -> Voice:
     return Voice(path.name, path, synth, synth.cfg)
 
 
-def load_encoder(ref=None):
+def encoder_serves(config: dict[str, Any], version: str) -> bool:
+    """Whether an imported encoder can make a voice version's features (v1: 256-d via final_proj
+    after ≥ 9 layers; v2: 768-d hidden states)."""
+    if version == "v1":
+        return config.get("final_proj_size") == 256 and config.get("num_hidden_layers", 0) >= 9
+    return config.get("hidden_size") == 768
+
+
+def load_encoder(ref=None, *, version: str | None = None):
+    """A content encoder by name/path; without one, the library's first that serves ``version``."""
     from .models import hubert
 
+    if ref is None and version is not None:
+        fitting = [m for m in list_models("hubert") if encoder_serves(m.config, version)]
+        if fitting:
+            preferred = [m for m in fitting if m.name in ("hubert_base", "contentvec")]
+            return hubert.load((preferred or fitting)[0].path)
     return hubert.load(resolve(ref, "hubert"))
 
 
