@@ -266,23 +266,24 @@ def bench(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("mlx-rvc-demo"), "--out", help="directory for the demo's output"),
-    seed: int = typer.Option(0, "--seed", help="seed of the random voice and draws"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random models and draws"),
 ) -> None:
-    """Run the synthesizer end to end with nothing downloaded (an untrained demonstration voice)."""
+    """Convert a bundled speech clip end to end with untrained models (nothing is downloaded)."""
     from .backend import BLAS
     from .demo import run_demo
 
-    console.print("Building an [bold]untrained[/] demonstration voice (v2, 48 kHz, full size): "
-                  "it sings the melody as a buzzy tone, not speech.")
+    console.print("Building an [bold]untrained[/] voice (RVC v1 40 kHz, full size) and a small untrained "
+                  "content encoder.\nThey are random: the result is a buzz that follows the speech's pitch "
+                  "and rhythm, not a voice.")
     result = run_demo(out, seed=seed)
     table = Table("stage", "seconds", box=None)
     for stage, secs in result.timings.items():
         table.add_row(stage, f"{secs:.2f}")
     console.print(table)
-    rtf = result.timings["synthesize"] / result.seconds_of_audio
-    console.print(f"{result.seconds_of_audio:.1f} s of audio at {result.sample_rate} Hz; synthesis took "
-                  f"{rtf:.2f} s per second of audio (BLAS: {BLAS.name})")
-    console.print(f"wrote {result.path}")
+    work = sum(v for k, v in result.timings.items() if k not in ("build models", "write"))
+    console.print(f"{result.input_seconds:.1f} s of speech converted in {work:.1f} s "
+                  f"({work / result.input_seconds:.2f} s per second of audio; BLAS: {BLAS.name})")
+    console.print(f"wrote {result.output} and {result.picture}")
 
 
 def _print_report(report) -> None:

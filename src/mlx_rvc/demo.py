@@ -1,83 +1,87 @@
-"""``mlx-rvc demo``: runs the synthesizer with nothing downloaded.
+"""``mlx-rvc demo``: the whole conversion pipeline with nothing downloaded.
 
-It builds an untrained, randomly initialised voice with the full-size v2 48 kHz architecture,
-feeds it content features and a sung melody made on the spot, and writes the result. The
-voice is untrained, so the audio is a buzzy tone that follows the melody, not speech: the
-demo shows that everything installs and runs, and how fast.
+It builds an untrained voice (the full-size RVC v1 40 kHz architecture) and a small untrained
+content encoder with random weights, imports them as model directories, converts a bundled
+speech clip through every stage (pitch with Praat's tracker, content features, synthesis,
+loudness mix) and writes the result, a comparison picture and the stage timings. Untrained
+weights cannot sound like a voice: the output is a buzz that follows the clip's pitch and
+rhythm. The demo shows that everything installs and runs, and how fast.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-FRAME_RATE = 100  # synthesizer frames per second
-# a melody in semitones above A3 (220 Hz), each note 0.25 s, rests as None
-MELODY = [3, 3, 10, 10, 12, 12, 10, None, 8, 8, 7, 7, 5, 5, 3, None]
-NOTE_SECONDS = 0.25
+ASSET = Path(__file__).parent / "assets" / "demo_speech.flac"  # 6.9 s of espeak-ng speech, 16 kHz
+DEMO_VOICE = ("v1", 40000)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoResult:
-    path: Path
-    seconds_of_audio: float
-    timings: dict[str, float]  # stage -> seconds
+    output: Path
+    picture: Path
+    input_seconds: float
+    output_seconds: float
     sample_rate: int
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
-def melody_f0(seconds_per_note: float | None = None) -> np.ndarray:
-    """f0 in Hz at 100 frames/s for :data:`MELODY`, with a 5.5 Hz vibrato; rests are 0 (unvoiced)."""
-    seconds_per_note = NOTE_SECONDS if seconds_per_note is None else seconds_per_note
-    frames = []
-    for note in MELODY:
-        n = int(round(seconds_per_note * FRAME_RATE))
-        frames.append(np.zeros(n) if note is None else np.full(n, 220.0 * 2 ** (note / 12)))
-    f0 = np.concatenate(frames)
-    t = np.arange(f0.size) / FRAME_RATE
-    return (f0 * 2 ** (0.3 * np.sin(2 * np.pi * 5.5 * t) / 12)).astype(np.float32)
+def demo_encoder_config():
+    """A small HuBERT-shaped encoder that can make v1 (256-d) features: 9 layers of width 256."""
+    from .models.hubert import HubertConfig
+
+    return HubertConfig(hidden_size=256, num_hidden_layers=9, num_attention_heads=4, intermediate_size=1024,
+                        conv_dim=(128,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                        conv_bias=False, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
+                        final_proj_size=256)
 
 
-def smooth_features(frames: int, dims: int, *, seed: int = 0) -> np.ndarray:
-    """Slowly varying unit-variance stand-ins for content features, (frames, dims)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((frames + 20, dims))
-    kernel = np.hanning(21)
-    kernel /= np.sqrt((kernel**2).sum())
-    return np.stack([np.convolve(x[:, d], kernel, mode="valid")[:frames] for d in range(dims)], 1).astype(np.float32)
+def build_models(root: Path, *, seed: int = 0) -> tuple[Path, Path]:
+    """Write the untrained demo voice and encoder as model directories under ``root``."""
+    from . import artifact
+    from .models import hubert, synthesizer
+
+    voice_cfg = synthesizer.standard_config(*DEMO_VOICE, f0=True)
+    voice = artifact.write_model_dir(
+        root / "voice", config={"model_type": "rvc_voice", **voice_cfg.to_dict(), "info": "untrained demo voice"},
+        weights=synthesizer.random_weights(voice_cfg, seed=seed))
+    enc_cfg = demo_encoder_config()
+    encoder = artifact.write_model_dir(
+        root / "encoder", config={"model_type": "hubert", **enc_cfg.to_dict(), "info": "untrained demo encoder"},
+        weights=hubert.random_weights(enc_cfg, seed=seed + 1))
+    return voice, encoder
 
 
-def _coarse(f0: np.ndarray) -> np.ndarray:
-    """Mel-scale coarse pitch 1..255 (50–1100 Hz), as the synthesizer's pitch embedding expects."""
-    mel = 1127 * np.log1p(f0 / 700)
-    lo, hi = 1127 * np.log1p(50 / 700), 1127 * np.log1p(1100 / 700)
-    mel = np.where(mel > 0, (mel - lo) * 254 / (hi - lo) + 1, mel)
-    return np.rint(np.clip(mel, 1, 255)).astype(np.int32)
+def _unpadded(f0, options):
+    """The f0 contour without the reflect padding's frames (100 per padded second)."""
+    if f0 is None:
+        return None
+    pad = 100 * options.chunking.x_pad
+    return f0[pad: len(f0) - pad]
 
 
-def run_demo(out_dir: str | Path = "mlx-rvc-demo", *, seed: int = 0) -> DemoResult:
-    import mlx.core as mx
+def run_demo(out_dir: str | Path = "mlx-rvc-demo", *, seed: int = 0, input_path: Path = ASSET) -> DemoResult:
+    from .audio import load_audio, write_audio
+    from .options import ConversionOptions
+    from .pipeline import VoiceConverter
+    from .plots import comparison_figure, save_figure
 
-    from .audio import write_audio
-    from .models import synthesizer as synth
-
-    timings: dict[str, float] = {}
+    out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    cfg = synth.standard_config("v2", 48000, f0=True)
-    model = synth.build(cfg, synth.random_weights(cfg, seed=seed))
-    timings["build voice"] = time.perf_counter() - t0
-
-    f0 = melody_f0()
-    frames = f0.size
-    phone = smooth_features(frames, cfg.phone_channels, seed=seed)
+    voice_dir, encoder_dir = build_models(out_dir / "models", seed=seed)
+    converter = VoiceConverter(voice_dir, encoder=encoder_dir)
+    built = time.perf_counter() - t0
+    audio, sr = load_audio(input_path)
+    options = ConversionOptions(f0_method="pm", seed=seed)
+    result = converter.convert(audio, sr, options)
     t0 = time.perf_counter()
-    audio = model.infer(mx.array(phone[None]), mx.array([frames]), mx.array([0]),
-                        pitch=mx.array(_coarse(f0)[None]), pitchf=f0[None], seed=seed)
-    mx.eval(audio)
-    timings["synthesize"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    path = write_audio(Path(out_dir) / "demo.wav", np.asarray(audio[0]), cfg.sample_rate)
-    timings["write"] = time.perf_counter() - t0
-    return DemoResult(path, frames / FRAME_RATE, timings, cfg.sample_rate)
+    output = write_audio(out_dir / "demo_converted.wav", result.audio, result.sample_rate)
+    fig = comparison_figure([("input", audio, sr), ("converted (untrained voice)", result.audio, result.sample_rate)],
+                            f0=[None, _unpadded(result.f0, options)])
+    picture = save_figure(fig, out_dir / "demo_comparison.png")
+    written = time.perf_counter() - t0
+    timings = {"build models": built, **result.timings, "write": written}
+    return DemoResult(output, picture, len(audio) / sr, len(result.audio) / result.sample_rate,
+                      result.sample_rate, timings)

@@ -471,6 +471,23 @@ def _receptive_length(cfg: HubertConfig) -> int:
     return n
 
 
+def random_weights(cfg: HubertConfig, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Untrained weights in the sanitised layout (demos and benchmarks): uniform ±1/√fan_in, norms at identity."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, value in tree_flatten(HubertModel(cfg).parameters()):
+        shape = tuple(value.shape)
+        if "norm" in key:
+            w = np.ones(shape) if key.endswith("weight") else np.zeros(shape)
+        elif key.endswith("bias"):
+            w = rng.uniform(-0.02, 0.02, shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) if key != "encoder.pos_conv_embed.conv.weight" else shape[0] * shape[2]
+            w = rng.uniform(-1, 1, shape) / np.sqrt(fan_in)
+        out[key] = w.astype(np.float32)
+    return out
+
+
 def build(cfg: HubertConfig, weights: dict[str, np.ndarray]) -> HubertModel:
     check_weights(weights, cfg)
     model = HubertModel(cfg)

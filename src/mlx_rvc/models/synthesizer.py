@@ -149,7 +149,7 @@ def random_weights(cfg: SynthesizerConfig, *, seed: int = 0) -> dict[str, np.nda
         if key.endswith(("gamma", "norm.weight")):
             value = np.ones(shape)
         elif key.endswith(("beta", "bias")):
-            value = rng.uniform(-0.05, 0.05, shape)
+            value = np.zeros(shape)  # no offsets: an untrained decoder otherwise drifts to a DC bias
         elif key.startswith(("emb_g", "enc_p.emb_pitch")) or key.endswith(("emb_rel_k", "emb_rel_v")):
             value = rng.standard_normal(shape) * (0.3 if "emb_rel" in key else 1.0)
         else:
