@@ -158,6 +158,57 @@ def convert(
 
 
 @app.command()
+def f0(
+    input: Path = typer.Argument(..., help="audio file"),
+    method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest or dio"),
+    pitch: int = typer.Option(0, "--pitch", help="shift in semitones"),
+    unvoiced: str = typer.Option("keep", "--unvoiced", help="keep (0 Hz) or interpolate unvoiced frames"),
+    filter_radius: int = typer.Option(3, "--filter-radius", help="≥3 median-filters harvest/dio"),
+    pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write seconds,Hz CSV here"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write waveform/spectrogram with the f0 curve"),
+) -> None:
+    """Track the pitch of a recording: a CSV contour and a picture."""
+    import numpy as np
+
+    from . import pitch as pitch_mod
+    from .audio import load_audio, resample
+
+    try:
+        audio, sr = load_audio(input)
+        x16 = resample(audio, orig_sr=sr, target_sr=16000)
+        model = None
+        if method == "rmvpe":
+            from .store import load_pitch_model
+
+            model = load_pitch_model(pitch_model)
+        raw = pitch_mod.estimate(x16, method=method, rmvpe=lambda: model, filter_radius=filter_radius)
+        frames = len(x16) // 160
+        _, hz = pitch_mod.postprocess(pitch_mod.align(raw, method=method, p_len=frames)[:frames],
+                                      semitones=pitch, unvoiced=unvoiced)
+    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    times = np.arange(len(hz)) * 0.01
+    voiced = hz > 0
+    if out is not None:
+        import os
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", suffix=".csv")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("seconds,hz\n")
+            fh.writelines(f"{t:.2f},{f:.3f}\n" for t, f in zip(times, hz))
+        os.replace(tmp, out)
+    if plot is not None:
+        from .plots import comparison_figure, save_figure
+
+        save_figure(comparison_figure([(input.name, audio, sr)], f0=[hz]), plot)
+    median = float(np.median(hz[voiced])) if voiced.any() else 0.0
+    console.print(f"{input.name}: {len(hz)} frames, {voiced.mean():.0%} voiced, median {median:.1f} Hz"
+                  + (f", wrote {out}" if out else "") + (f", {plot}" if plot else ""))
+
+
+@app.command()
 def compare(
     a: Path = typer.Argument(..., help="first audio file (the reference)"),
     b: Path = typer.Argument(..., help="second audio file"),

@@ -52,9 +52,14 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
         contour = f0[row] if f0 is not None and row < len(f0) else None
         if contour is not None and len(contour):
             tc = np.arange(len(contour)) / f0_rate
-            voiced = np.where(np.asarray(contour) > 0, contour, np.nan)
-            ax.plot(tc, voiced, color="cyan", linewidth=1.2, label="f0")
-            ax.legend(loc="upper right", fontsize=7)
+            contour = np.asarray(contour, np.float64)
+            voiced = np.where(contour > 0, contour, np.nan)
+            f0_ax = ax.twinx()  # its own scale: on the spectrogram's 0–8 kHz axis f0 is a flat line
+            f0_ax.plot(tc, voiced, color="cyan", linewidth=1.4, label="f0")
+            top = np.nanmax(voiced) if np.isfinite(voiced).any() else 500.0
+            f0_ax.set_ylim(0, max(top * 1.4, 100.0))
+            f0_ax.set_ylabel("f0 (Hz)", fontsize=8, color="cyan")
+            f0_ax.tick_params(axis="y", labelsize=7, colors="cyan")
         ax.set_title(f"{title}: spectrogram (Hz)", fontsize=9)
         ax.set_xlabel("s", fontsize=8)
     fig.tight_layout()
