@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with mlx-rvc installed (editable, with test tools) and, on Debian/Ubuntu as root,
-# the system packages it uses: OpenBLAS (fast matmuls for MLX on Linux) and libsndfile.
+# the system packages it uses: OpenBLAS (fast matmuls for MLX on Linux), libsndfile, ffmpeg, and
+# Chromium for the web app's browser tests (Debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -10,11 +11,16 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null 2>&1; then
   need=()
   ls /usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1 || need+=(libopenblas0-pthread)
   ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
+  command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)  # decodes m4a/opus/webm inputs
+  # the web app's browser tests drive Debian's Chromium (Ubuntu's package is only a snap stub)
+  if grep -qx 'ID=debian' /etc/os-release 2>/dev/null && ! command -v chromium >/dev/null 2>&1; then
+    need+=(chromium chromium-driver)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-      echo "note: install ${need[*]} (sudo apt-get install ${need[*]}) for fast matmuls; continuing without" >&2
+      echo "note: install ${need[*]} (sudo apt-get install ${need[*]}) for fast matmuls, decoding and the browser tests; continuing without" >&2
     fi
   fi
 fi
@@ -23,4 +29,4 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e '.[test]'
+"$VENV/bin/python" -m pip install -q -e '.[test,ui]'

@@ -88,6 +88,22 @@ def parity(
 
 
 @app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback: only this machine)"),
+    port: Optional[int] = typer.Option(None, "--port", help="port (default: the first free one from 7860)"),
+    share: bool = typer.Option(False, "--share/--no-share", help="also publish a public Gradio link"),
+) -> None:
+    """Start the web app: pick or import a voice, upload or record, convert, compare, download."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        _fail("the web app needs Gradio: pip install 'mlx-rvc[ui]'")
+    from .webui import launch
+
+    launch(host=host, port=port, share=share)
+
+
+@app.command()
 def convert(
     inputs: list[Path] = typer.Argument(..., help="audio files or folders (searched recursively)"),
     model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),

@@ -67,8 +67,8 @@ def _append(log: str, *lines: str) -> str:
     return "\n".join(out[-LOG_LINES:])
 
 
-def _table(rows: dict[str, str]) -> str:
-    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
+def _table(title: str, rows: dict[str, str]) -> str:
+    return f"| voice | **{title}** |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
 
 
 def options_from(values: dict[str, Any]) -> ConversionOptions:
@@ -164,8 +164,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         with gr.Row():
             original = gr.Audio(label="Original", type="filepath", interactive=False, elem_id="original-audio")
             converted = gr.Audio(label="Converted", type="filepath", interactive=False, elem_id="converted-audio")
-        comparison = gr.Image(label="Original vs converted: waveform, spectrogram, f0", type="filepath",
-                              interactive=False, elem_id="comparison", format="png")
+        gr.Markdown("**Original vs converted**: waveforms, spectrograms and the f0 contour")
+        comparison = gr.Image(label="comparison", show_label=False, type="filepath", interactive=False,
+                              elem_id="comparison", format="png")
         download = gr.File(label="Download the converted file", interactive=False, elem_id="download")
         log = gr.Textbox(label="Status log", lines=10, max_lines=20, interactive=False, autoscroll=True,
                          elem_id="status-log")
@@ -193,7 +194,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             except EXPECTED_ERRORS as exc:
                 return f"{text}\n{_one_line(exc)}", gr.update()
             speakers = int(details["speakers"])
-            return (f"{text}\n**{name}**\n\n{_table(details)}",
+            return (f"{text}\n{_table(name, details)}",
                     gr.update(maximum=max(speakers - 1, 0), info=f"0..{speakers - 1}"))
 
         def list_voices(current: str | None):
@@ -270,7 +271,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         # each waiting one shows its place in the queue in its own progress bar.
         convert_btn.click(on_convert, [source, voice, log, *option_widgets.values()],
                           [original, converted, comparison, download, error, log, voice_info],
-                          concurrency_limit=16, concurrency_id="convert", api_name="convert")
+                          concurrency_limit=16, concurrency_id="convert", api_name="convert",
+                          show_progress_on=[converted, comparison])
         timer.tick(engine.status, None, engine_status, show_progress="hidden", queue=False)
     return blocks
 
