@@ -24,10 +24,10 @@ from mlx.utils import tree_flatten
 
 from ..checkpoint import InertObject
 from ..errors import ModelConfigError, UnknownModelError
+from .fast import gelu, softmax
 from .layers import conv_weight_to_mlx, fold_all_weight_norms
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
-GELU_APPROX = "none"  # HuBERT uses the exact (erf) GELU
 
 
 @dataclass(frozen=True)
@@ -297,19 +297,70 @@ class FeatureExtractorLayer(nn.Module):
         x = self.conv(x)
         if "layer_norm" in self:
             x = self.layer_norm(x)
-        return nn.gelu(x)
+        return gelu(x)
 
 
 class FeatureExtractor(nn.Module):
+    """The strided convolution stack, evaluated in blocks of output frames (bounded memory).
+
+    Layer 0's GroupNorm needs per-channel statistics over the whole signal: a first pass over
+    blocks accumulates them in float64; the second pass recomputes layer 0 block by block (it
+    is cheap) and runs the rest. The later layers are unpadded strided convolutions, so a block
+    of output frames depends exactly on a known slice of layer-0 frames: the blocks join
+    seamlessly.
+    """
+
+    BLOCK_FRAMES = 500  # output frames (10 s of audio) per block
+
     def __init__(self, cfg: HubertConfig):
         super().__init__()
         self.conv_layers = [FeatureExtractorLayer(cfg, i) for i in range(len(cfg.conv_dim))]
+        self._k = [int(k) for k in cfg.conv_kernel]
+        self._s = [int(s) for s in cfg.conv_stride]
+
+    def _frames(self, n: int, first: int = 0) -> int:
+        for k, s in zip(self._k[first:], self._s[first:]):
+            n = (n - k) // s + 1
+        return n
 
     def __call__(self, wav: mx.array) -> mx.array:
+        b, n = wav.shape
+        k0, s0 = self._k[0], self._s[0]
+        n0 = (n - k0) // s0 + 1  # layer-0 frames
+        n_out = self._frames(n0, first=1)
+        if n_out <= 0:
+            raise ValueError(f"{n} samples are too few for one feature frame")
+        stride = int(np.prod(self._s[1:]))  # layer-0 frames per output frame
+        reach = 1 + sum((k - 1) * int(np.prod(self._s[1:i + 1])) for i, k in enumerate(self._k[1:], start=0))
+        first = self.conv_layers[0]
         x = wav[..., None]  # (B, N, 1)
-        for layer in self.conv_layers:
-            x = layer(x)
-        return x  # (B, frames, conv_dim[-1])
+
+        def conv0(lo: int, hi: int) -> mx.array:  # layer-0 frames [lo, hi) before normalisation
+            return first.conv(x[:, lo * s0: (hi - 1) * s0 + k0])
+
+        gn = first.layer_norm
+        total = np.zeros((b, 1, gn.weight.shape[0]))
+        total_sq = np.zeros_like(total)
+        step = self.BLOCK_FRAMES * stride
+        for lo in range(0, n0, step):
+            y = conv0(lo, min(lo + step, n0))
+            s1, s2 = mx.sum(y, axis=1, keepdims=True), mx.sum(y * y, axis=1, keepdims=True)
+            total += np.asarray(s1, np.float64)
+            total_sq += np.asarray(s2, np.float64)
+        mean = total / n0
+        var = np.maximum(total_sq / n0 - mean * mean, 0.0)
+        scale = mx.array((1.0 / np.sqrt(var + gn.eps)).astype(np.float32)) * gn.weight
+        shift = gn.bias - mx.array(mean.astype(np.float32)) * scale
+        outs = []
+        for t0 in range(0, n_out, self.BLOCK_FRAMES):
+            t1 = min(t0 + self.BLOCK_FRAMES, n_out)
+            lo, hi = t0 * stride, (t1 - 1) * stride + reach
+            h = gelu(conv0(lo, hi) * scale + shift)
+            for layer in self.conv_layers[1:]:
+                h = layer(h)
+            mx.eval(h)
+            outs.append(h)
+        return outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=1)  # (B, frames, conv_dim[-1])
 
 
 class FeatureProjection(nn.Module):
@@ -348,7 +399,7 @@ class PositionalConv(nn.Module):
         if k % 2 == 0:
             y = y[:, :, : t_out - 1]  # an even kernel with K/2 padding yields one frame too many
         y = y.transpose(0, 2, 1, 3).reshape(b, -1, h) + self.bias
-        return nn.gelu(y)
+        return gelu(y)
 
 
 class PosConvEmbed(nn.Module):
@@ -378,7 +429,7 @@ class Attention(nn.Module):
             return y.reshape(b, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
 
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
+        o = softmax((q * self.head_dim**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
         return self.out_proj(o.transpose(0, 2, 1, 3).reshape(b, t, h))
 
 
@@ -389,7 +440,7 @@ class FeedForward(nn.Module):
         self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.output_dense(nn.gelu(self.intermediate_dense(x)))
+        return self.output_dense(gelu(self.intermediate_dense(x)))
 
 
 class EncoderLayer(nn.Module):
