@@ -12,6 +12,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from .fast import softmax
 from .layers import ChannelLayerNorm, conv1d
 
 MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
@@ -96,7 +97,7 @@ class MultiHeadAttention(nn.Module):
         scores = scores + band_to_matrix(rel_k, w)
         if attn_mask is not None:
             scores = mx.where(attn_mask == 0, MASKED_SCORE, scores)
-        p = mx.softmax(scores, axis=-1, precise=True)
+        p = softmax(scores)
         out = p @ v + matrix_to_band(p, w) @ self.emb_rel_v[0]
         out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
         return self.conv_o(out)
