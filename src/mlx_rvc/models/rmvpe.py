@@ -145,6 +145,27 @@ def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any]
 # ----------------------------------------------------------------------------- modules
 
 
+ROWS_CONV_MAX_CHANNELS = 64  # below this, MLX's conv2d is memory-bound; the row-shift form is ~2x faster
+
+
+def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
+    """3x3 'same' conv as three GEMMs: the three column shifts are stacked on channels once,
+    after which each row shift is a contiguous block of the flattened image.
+
+    x: (B, H, W, C); weight: (O, 3, 3, C).
+    """
+    b, h, w, c = x.shape
+    xp = mx.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    cols = mx.concatenate([xp[:, :, dx: dx + w] for dx in range(3)], axis=-1)  # (B, H+2, W, 3C)
+    flat = cols.reshape(b, (h + 2) * w, 3 * c)
+    y = bias
+    for dy in range(3):
+        wj = weight[:, dy].reshape(weight.shape[0], 3 * c).T  # (3C, O), dx-major like the stack
+        rows = flat[:, dy * w: dy * w + h * w]
+        y = rows @ wj if y is None else mx.addmm(y, rows, wj)
+    return y.reshape(b, h, w, -1)
+
+
 class Conv(nn.Module):
     """Conv2d (3x3 'same' or 1x1) with bias, NHWC; weight (out, kh, kw, in)."""
 
@@ -155,6 +176,11 @@ class Conv(nn.Module):
         self.pad = k // 2
 
     def __call__(self, x: mx.array) -> mx.array:
+        k = self.weight.shape[1]
+        if k == 1:
+            return mx.addmm(self.bias, x, self.weight[:, 0, 0, :].T)
+        if k == 3 and x.shape[-1] < ROWS_CONV_MAX_CHANNELS:
+            return conv3x3_rows(x, self.weight, self.bias)
         return mx.conv2d(x, self.weight, padding=self.pad) + self.bias
 
 
@@ -230,8 +256,28 @@ class UpConv(nn.Module):
         self.bias = mx.zeros((c_out,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = mx.conv_transpose2d(x, self.weight, stride=2, padding=1, output_padding=1)
-        return nn.relu(y + self.bias)
+        """Polyphase: output pixel (2i+a, 2j+b) sums taps of input (i+dy, j+dx) only.
+
+        Along one axis, with padding 1: even outputs take tap 1 at offset 0; odd outputs take tap 2
+        at offset 0 and tap 0 at offset +1 (zero past the edge). MLX's own transposed
+        convolution runs ~50x slower on the CPU.
+        """
+        b, h, w, _ = x.shape
+        xp = mx.pad(x, [(0, 0), (0, 1), (0, 1), (0, 0)])  # the +1 neighbours past the edge are 0
+        taps = {0: [(1, 0)], 1: [(2, 0), (0, 1)]}  # phase -> [(kernel tap, input offset)]
+        phases = []
+        for a in (0, 1):
+            row = []
+            for c in (0, 1):
+                y = self.bias
+                for ky, dy in taps[a]:
+                    for kx, dx in taps[c]:
+                        patch = xp[:, dy: dy + h, dx: dx + w]
+                        y = mx.addmm(y, patch, self.weight[:, ky, kx, :].T)
+                row.append(y)
+            phases.append(mx.stack(row, axis=3))  # (B, H, W, 2, C)
+        out = mx.stack(phases, axis=2)  # (B, H, 2, W, 2, C)
+        return nn.relu(out.reshape(b, 2 * h, 2 * w, -1))
 
 
 class DecoderBlock(nn.Module):
