@@ -230,7 +230,7 @@ def browser(media):
 class Page:
     """The app's page with the few gestures the tests need, and screenshots of each state."""
 
-    def __init__(self, browser, url: str, shots: Path, prefix: str) -> None:
+    def __init__(self, browser, url: str, shots: Path, prefix: str, ready: str = "#voice-info table") -> None:
         from playwright.sync_api import expect
 
         self.expect = expect
@@ -238,7 +238,7 @@ class Page:
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.page.goto(url)
-        self.page.wait_for_selector("#voice-info table")
+        self.page.wait_for_selector(ready)
         self.shots, self.prefix, self.n = shots, prefix, 0
 
     def shot(self, state: str) -> Path:
@@ -332,6 +332,31 @@ def test_import_upload_convert_download_in_the_chosen_format(server, browser, me
         assert "converted in" in page.log() and "stages (s)" in page.log()
         assert engine.is_loaded("carol")
         _assert_no_trace(page)
+    finally:
+        page.close()
+
+
+def test_first_run_imports_everything_through_the_page(server, browser, media, shots, tmp_path, monkeypatch):
+    """From an empty library to a converted file, with every model imported by upload."""
+    monkeypatch.setenv("MLX_RVC_HOME", str(tmp_path / "empty-home"))  # the engine reads it on each call
+    url, _ = server
+    page = Page(browser, url, shots, "0-first-run", ready="#voice-info li")
+    try:
+        page.expect(page.page.locator("#voice-info")).to_contain_text("No content encoder")
+        page.shot("empty-library")
+        for path, line in ((MODELS / "hubert_base.pt", "imported: content encoder hubert_base"),
+                           (MODELS / "rmvpe.pt", "imported: pitch model rmvpe"),
+                           (MODELS / "weights" / "v1_40k_f0.pth", "imported: voice v1_40k_f0")):
+            page.page.locator("#import-file input[type=file]").set_input_files(str(path))
+            page.page.locator("#import-btn").click()
+            page.wait_log(line)
+        page.expect(page.page.locator("#voice input")).to_have_value("v1_40k_f0")
+        page.expect(page.page.locator("#voice-info")).not_to_contain_text("No content encoder")
+        page.upload(media["speech_wav"])
+        page.convert()
+        info = sf.info(io.BytesIO(page.fetch(page.wait_result())))
+        assert info.samplerate == 40000
+        page.shot("converted")
     finally:
         page.close()
 

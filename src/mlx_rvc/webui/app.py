@@ -28,7 +28,7 @@ LOG_LINES = 300  # the status log keeps this many lines
 MAX_UPLOAD = "2gb"  # voices are ~50 MB, encoders ~200 MB; long recordings can be large
 RESAMPLE_CHOICES = [("the voice's own rate", 0)] + [(f"{r / 1000:g} kHz", r) for r in
                                                      (16000, 22050, 24000, 32000, 40000, 44100, 48000, 96000)]
-DEPTH_CHOICES = [("16-bit", 16), ("24-bit", 24), ("32-bit float", 32)]
+DEPTH_CHOICES = [("32-bit float" if b == 32 else f"{b}-bit", b) for b in BIT_DEPTHS]
 CHUNK_FIELDS = [f.name for f in fields(ChunkConfig)]
 CSS = """
 #error { border: 1px solid #d33; border-radius: 6px; padding: 4px 12px; background: #fff3f3; color: #a11; }
@@ -167,7 +167,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         gr.Markdown("**Original vs converted**: waveforms, spectrograms and the f0 contour")
         comparison = gr.Image(label="comparison", show_label=False, type="filepath", interactive=False,
                               elem_id="comparison", format="png")
-        download = gr.File(label="Download the converted file", interactive=False, elem_id="download")
+        download = gr.File(label="Download the converted file", interactive=False, elem_id="download", height=110)
         log = gr.Textbox(label="Status log", lines=10, max_lines=20, interactive=False, autoscroll=True,
                          elem_id="status-log")
         timer = gr.Timer(1.0)
@@ -281,6 +281,8 @@ def launch(*, host: str = "127.0.0.1", port: int | None = None, share: bool = Fa
            engine: Engine | None = None, **kwargs: Any) -> gr.Blocks:
     """Build and serve the page (bound to ``host``, loopback by default). Extra keyword
     arguments go to :meth:`gradio.Blocks.launch` (e.g. ``prevent_thread_lock=True``)."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("serving on %s: anyone who can reach it may import models and convert audio", host)
     blocks = build_app(engine)
     blocks.queue(default_concurrency_limit=4)
     blocks.launch(server_name=host, server_port=port, share=share, ssr_mode=False, theme=THEME, css=CSS,

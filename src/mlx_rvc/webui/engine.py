@@ -16,6 +16,7 @@ The engine owns everything shared between browser tabs:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import shutil
@@ -177,7 +178,10 @@ class Engine:
     """
 
     def __init__(self, workdir: str | Path | None = None, *, max_voices: int = MAX_LOADED_VOICES) -> None:
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="mlx-rvc-ui-"))
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="mlx-rvc-ui-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # a directory of our own making
+        self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.max_voices = max_voices
         self.lock = FifoLock()
@@ -311,12 +315,12 @@ class Engine:
 
         seconds = len(audio) / sr
         stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-        log.insert(0, f"{input_path.name} ({seconds:.2f} s at {sr} Hz) → {converter.voice.name}: "
-                      f"converted in {convert_s:.2f} s ({convert_s / seconds:.2f} s per second of audio)")
-        log.insert(1, f"  stages (s): decode {decode_s:.2f}, {stages}, write {write_s:.2f}, picture {draw_s:.2f}")
-        log.insert(2, f"  wrote {output.name}: {options.output_format}, {_depth_words(options)}, "
-                      f"{result.sample_rate} Hz, {len(result.audio) / result.sample_rate:.2f} s, "
-                      f"{len(result.chunks)} chunk{'s' if len(result.chunks) != 1 else ''}")
+        log.append(f"{input_path.name} ({seconds:.2f} s at {sr} Hz) → {converter.voice.name}: "
+                   f"converted in {convert_s:.2f} s ({convert_s / seconds:.2f} s per second of audio)")
+        log.append(f"  stages (s): decode {decode_s:.2f}, {stages}, write {write_s:.2f}, picture {draw_s:.2f}")
+        log.append(f"  wrote {output.name}: {options.output_format}, {_depth_words(options)}, "
+                   f"{result.sample_rate} Hz, {len(result.audio) / result.sample_rate:.2f} s, "
+                   f"{len(result.chunks)} chunk{'s' if len(result.chunks) != 1 else ''}")
         return JobOutput(output, original, picture, result, seconds, sr, log)
 
     # -- helpers -------------------------------------------------------------------------------
