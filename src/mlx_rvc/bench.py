@@ -115,3 +115,115 @@ def to_json(results: list[BenchResult]) -> str:
     from .backend import describe
 
     return json.dumps({"system": describe(), "results": [r.as_dict() for r in results]}, indent=2)
+
+
+# ----------------------------------------------------------------------------- the whole pipeline
+
+def build_random_library(root, *, seed: int = 0) -> dict[str, str]:
+    """Full-size, untrained models (v2 48 kHz voice with a 768-d index, HuBERT-base, RMVPE) as
+    model directories under ``root``, so anyone can benchmark without weights."""
+    from pathlib import Path
+
+    from . import artifact
+    from .importer import INDEX_NAME
+    from .models import hubert, rmvpe, synthesizer
+
+    root = Path(root)
+    vcfg = synthesizer.standard_config("v2", 48000, f0=True)
+    voice = root / "voice"
+    index_file = root / "voice.index.tmp"
+    _random_index(index_file, dim=768, seed=seed)
+    artifact.write_model_dir(voice, config={"model_type": "rvc_voice", **vcfg.to_dict()},
+                             weights=synthesizer.random_weights(vcfg, seed=seed),
+                             extra_files={INDEX_NAME: index_file})
+    index_file.unlink()
+    artifact.write_model_dir(root / "encoder", config={"model_type": "hubert", **hubert.BASE.to_dict()},
+                             weights=hubert.random_weights(hubert.BASE, seed=seed + 1))
+    artifact.write_model_dir(root / "rmvpe", config={"model_type": "rmvpe", **rmvpe.RELEASED.to_dict()},
+                             weights=rmvpe.random_weights(rmvpe.RELEASED, seed=seed + 2))
+    return {"voice": str(voice), "encoder": str(root / "encoder"), "pitch_model": str(root / "rmvpe")}
+
+
+def _random_index(path, *, dim: int, seed: int, n: int = 4000) -> None:
+    """An IVF-Flat index like RVC training writes, over random vectors."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    nlist = max(1, min(int(16 * np.sqrt(n)), n // 39))
+    index = faiss.index_factory(dim, f"IVF{nlist},Flat")
+    index.train(vectors)
+    index.add(vectors)
+    faiss.write_index(index, str(path))
+
+
+def speech_like(seconds: float, *, seed: int = 0) -> np.ndarray:
+    """``seconds`` of 16 kHz speech: the bundled clip repeated, with a −60 dB noise floor."""
+    from .audio import load_audio, resample
+    from .demo import ASSET
+
+    clip, sr = load_audio(ASSET)
+    clip = resample(clip, orig_sr=sr, target_sr=16000)
+    n = int(seconds * 16000)
+    x = np.tile(clip, n // len(clip) + 1)[:n]
+    return (x + np.random.default_rng(seed).standard_normal(n).astype(np.float32) * 1e-3).astype(np.float32)
+
+
+def _pipeline_worker(spec: dict) -> dict:
+    """One length in a fresh process: cold (load + first run) and warm runs, per stage."""
+    import mlx.core as mx
+
+    from .options import ConversionOptions
+    from .pipeline import VoiceConverter
+
+    audio = speech_like(spec["seconds"])
+    options = ConversionOptions(f0_method=spec["f0_method"], index_rate=spec["index_rate"])
+    t0 = time.perf_counter()
+    conv = VoiceConverter(spec["voice"], encoder=spec["encoder"], pitch_model=spec["pitch_model"])
+    cold_result = conv.convert(audio, 16000, options)
+    cold = time.perf_counter() - t0
+    warm, stages = [], {}
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        result = conv.convert(audio, 16000, options)
+        warm.append(time.perf_counter() - t0)
+        stages = result.timings
+    return {"seconds": spec["seconds"], "cold": cold, "warm": warm, "stages": stages,
+            "cold_stages": cold_result.timings, "peak_mlx_bytes": mx.get_peak_memory(),
+            "peak_rss_bytes": _peak_rss()}
+
+
+def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_model=None, f0_method: str = "rmvpe",
+                   index_rate: float = 0.75, repeats: int = 1) -> list[BenchResult]:
+    """The whole conversion at several lengths, each in a fresh process (clean peak memory).
+
+    Without models, full-size untrained ones are built (v2 48k + index, HuBERT-base, RMVPE).
+    """
+    import tempfile
+
+    tmp = None
+    if voice is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mlx-rvc-bench-")
+        models = build_random_library(tmp.name)
+    else:
+        models = {"voice": str(voice), "encoder": encoder and str(encoder), "pitch_model": pitch_model and str(pitch_model)}
+    results = []
+    try:
+        for seconds in lengths:
+            spec = {**models, "seconds": seconds, "f0_method": f0_method, "index_rate": index_rate, "repeats": repeats}
+            code = ("import json,sys,mlx_rvc.bench as b;"
+                    "print('RESULT'+json.dumps(b._pipeline_worker(json.loads(sys.argv[1]))))")
+            out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
+            line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
+            if out.returncode != 0 or line is None:
+                err = out.stderr.strip().splitlines()
+                raise RuntimeError(f"benchmark of {seconds:g} s failed: {err[-1] if err else out.returncode}")
+            r = json.loads(line[len("RESULT"):])
+            results.append(BenchResult(
+                f"pipeline {seconds:g} s", r["warm"], seconds, peak_mlx_bytes=r["peak_mlx_bytes"],
+                peak_rss_bytes=r["peak_rss_bytes"],
+                extra={"cold_seconds": r["cold"], "stages": r["stages"], "cold_stages": r["cold_stages"]}))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return results

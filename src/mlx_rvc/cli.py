@@ -293,8 +293,13 @@ def remove(
 
 @app.command()
 def bench(
-    target: str = typer.Argument("synth", help="synth (synthesizer on a full-size random voice) or blas"),
-    seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run"),
+    target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only) or blas"),
+    seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run (synth)"),
+    lengths: str = typer.Option("5,30", "--lengths", help="pipeline: comma-separated seconds, e.g. 5,30,600"),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="pipeline: a voice (default: full-size untrained models)"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="pipeline: content encoder"),
+    pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="pipeline: RMVPE model"),
+    f0_method: str = typer.Option("rmvpe", "--f0-method", help="pipeline: pitch tracker"),
     version: str = typer.Option("v2", "--version", help="voice version: v1 or v2"),
     rate: int = typer.Option(48000, "--rate", help="voice sample rate: 32000, 40000 or 48000"),
     no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
@@ -306,6 +311,16 @@ def bench(
 
     if target == "blas":
         results = [b.bench_blas()]
+    elif target == "pipeline":
+        try:
+            secs = [float(x) for x in lengths.split(",") if x.strip()]
+        except ValueError:
+            _fail(f"--lengths must be numbers, got {lengths!r}")
+        try:
+            results = b.bench_pipeline(secs, voice=model, encoder=encoder, pitch_model=pitch_model,
+                                       f0_method=f0_method, repeats=repeats)
+        except (RuntimeError, MlxRvcError, ValueError) as exc:
+            _fail(str(exc))
     elif target == "synth":
         if seconds <= 0 or repeats < 1:
             _fail("--seconds must be > 0 and --repeats ≥ 1")
@@ -315,7 +330,7 @@ def bench(
         except ValueError as exc:
             _fail(str(exc))
     else:
-        _fail(f"unknown benchmark {target!r} (synth or blas)")
+        _fail(f"unknown benchmark {target!r} (pipeline, synth or blas)")
     if as_json:
         print(b.to_json(results))
         return
@@ -327,6 +342,8 @@ def bench(
             line += f", MLX peak {r.peak_mlx_bytes / 2**30:.2f} GiB, process peak {r.peak_rss_bytes / 2**30:.2f} GiB"
         console.print(line)
         for k, v in r.extra.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{sk} {sv:.2f}" for sk, sv in v.items())
             console.print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
 
 

@@ -522,6 +522,12 @@ def _receptive_length(cfg: HubertConfig) -> int:
     return n
 
 
+BASE = HubertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                    conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                    conv_bias=False, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
+                    final_proj_size=256)  # HuBERT-base / ContentVec, as RVC uses it
+
+
 def random_weights(cfg: HubertConfig, *, seed: int = 0) -> dict[str, np.ndarray]:
     """Untrained weights in the sanitised layout (demos and benchmarks): uniform ±1/√fan_in, norms at identity."""
     rng = np.random.default_rng(seed)

@@ -420,6 +420,27 @@ class E2E(nn.Module):
         return salience_to_f0(self.salience(log_mel(audio_16k)), threshold=threshold)
 
 
+RELEASED = RmvpeConfig(en_de_layers=5, inter_layers=4, n_blocks=4, in_channels=1, en_out_channels=16,
+                       n_gru=1, gru_hidden=256, n_classes=360)  # the architecture of the released rmvpe.pt
+
+
+def random_weights(cfg: RmvpeConfig = RELEASED, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Untrained weights in the sanitised layout (benchmarks): uniform ±1/√fan_in, zero biases."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, value in tree_flatten(E2E(cfg).parameters()):
+        shape = tuple(value.shape)
+        if key.endswith("scale"):
+            w = np.ones(shape)
+        elif key.endswith(("bias", "shift")):
+            w = np.zeros(shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            w = rng.uniform(-1, 1, shape) / np.sqrt(fan_in)
+        out[key] = w.astype(np.float32)
+    return out
+
+
 def build(cfg: RmvpeConfig, weights: dict[str, np.ndarray]) -> E2E:
     check_weights(weights, cfg)
     model = E2E(cfg)
