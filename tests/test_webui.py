@@ -49,7 +49,7 @@ def tone(seconds: float = 1.5, sr: int = 44100) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    """A model library with both tiny encoders, RMVPE and the voice 'alice' (v2 48k, f0, index)."""
+    """A model library with both tiny encoders, RMVPE and the voices 'alice' (v2 48k, f0, index) and 'bob'."""
     home = tmp_path_factory.mktemp("ui-home")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLX_RVC_HOME", str(home))
@@ -57,6 +57,7 @@ def library(tmp_path_factory):
     import_model(MODELS / "hubert_base.pt", name="hubert_v1")
     import_model(MODELS / "rmvpe.pt", name="rmvpe")
     import_model(MODELS / "weights" / "v2_48k_f0.pth", name="alice", index=INDEX_V2)
+    import_model(MODELS / "weights" / "v1_40k_nof0.pth", name="bob")  # no f0, no index
     yield home
     mp.undo()
 
@@ -74,7 +75,6 @@ def media(tmp_path_factory) -> dict[str, Path]:
 # -- the engine, without a browser -------------------------------------------------------------
 
 def test_switching_voices_reuses_loaded_models(library, media, tmp_path):
-    import_model(MODELS / "weights" / "v1_40k_nof0.pth", name="bob")
     engine = Engine(tmp_path / "work")
     opts = ConversionOptions(f0_method="pm")
     first = engine.convert(media["speech_wav"], "alice", opts)
@@ -91,6 +91,15 @@ def test_switching_voices_reuses_loaded_models(library, media, tmp_path):
     bob = engine.convert(media["speech_wav"], "bob", opts.with_(pitch=3))
     assert any("no pitch input" in line for line in bob.log)
     assert any("no retrieval index" in line for line in bob.log)
+
+
+def test_voice_cache_is_bounded(library, media, tmp_path):
+    engine = Engine(tmp_path / "work", max_voices=1)
+    opts = ConversionOptions(f0_method="pm")
+    engine.convert(media["speech_wav"], "alice", opts)
+    job = engine.convert(media["speech_wav"], "bob", opts)
+    assert any("unloaded voice alice" in line for line in job.log)
+    assert engine.is_loaded("bob") and not engine.is_loaded("alice")
 
 
 def test_output_format_depth_and_rate_are_applied(library, media, tmp_path):

@@ -186,6 +186,7 @@ class Engine:
         self.max_voices = max_voices
         self.lock = FifoLock()
         self._voices: OrderedDict[str, tuple[tuple, _Converter]] = OrderedDict()
+        self._voices_lock = threading.Lock()  # the status timer reads the cache while a job changes it
         self._load_events: list[str] = []  # model loads since the last job collected them
         self._shared = _SharedModels(self._loaded)
         self._plot_lock = threading.Lock()  # pyplot keeps global state
@@ -196,7 +197,8 @@ class Engine:
         return [m.name for m in store.list_models("rvc_voice")]
 
     def is_loaded(self, name: str) -> bool:
-        return name in self._voices
+        with self._voices_lock:
+            return name in self._voices
 
     def voice_details(self, name: str) -> dict[str, str]:
         """Facts about a library voice, for the info panel (raises ModelNotFoundError)."""
@@ -249,7 +251,8 @@ class Engine:
     def status(self) -> str:
         """One line about the converter, shown to every tab."""
         if not self.lock.busy:
-            loaded = ", ".join(self._voices) or "none"
+            with self._voices_lock:
+                loaded = ", ".join(self._voices) or "none"
             return f"Converter idle · voices in memory: {loaded}"
         waiting = self.lock.waiting
         queue = f" · {waiting} waiting" if waiting else ""
@@ -337,19 +340,21 @@ class Engine:
         weights = info.path / artifact.WEIGHTS_NAME
         key = (str(info.path), weights.stat().st_mtime_ns if weights.exists() else 0,
                info.config.get("source_sha256"), info.config.get("index_sha256"))
-        cached = self._voices.get(name)
-        if cached is not None and cached[0] == key:
-            self._voices.move_to_end(name)
-            return cached[1]
+        with self._voices_lock:
+            cached = self._voices.get(name)
+            if cached is not None and cached[0] == key:
+                self._voices.move_to_end(name)
+                return cached[1]
         t0 = time.perf_counter()
         converter = _Converter(info.path, self._shared)
         self.loads += 1
         self._loaded(f"voice {name}", time.perf_counter() - t0)
-        self._voices[name] = (key, converter)
-        self._voices.move_to_end(name)
-        while len(self._voices) > self.max_voices:
-            dropped, _ = self._voices.popitem(last=False)
-            self._load_events.append(f"unloaded voice {dropped} (keeping {self.max_voices} in memory)")
+        with self._voices_lock:
+            self._voices[name] = (key, converter)
+            self._voices.move_to_end(name)
+            while len(self._voices) > self.max_voices:
+                dropped, _ = self._voices.popitem(last=False)
+                self._load_events.append(f"unloaded voice {dropped} (keeping {self.max_voices} in memory)")
         return converter
 
     def _new_job_dir(self) -> Path:
