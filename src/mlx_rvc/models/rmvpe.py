@@ -27,6 +27,11 @@ from ..errors import ModelConfigError, UnknownModelError
 BN_EPS = 1e-5  # torch BatchNorm2d default
 FRAME_MULTIPLE = 32  # the U-Net pools time by 2 five times: frames are zero-padded to a multiple of 32
 VOICING_THRESHOLD = 0.03  # the pipeline's salience threshold
+# The released U-Net's reach: 8 convolutions per level at 5 resolutions (×1…×16 frames) on both
+# sides, and 32 at the bottom (×32): 8·31 + 32·32 + 9·31 ≈ 1550 frames. 1600 frames (16 s) of
+# context, a multiple of 32, make blocked evaluation exact.
+UNET_CONTEXT_FRAMES = 1600
+UNET_BLOCK_FRAMES = 6400  # 64 s per U-Net block
 
 
 @dataclass(frozen=True)
@@ -397,21 +402,44 @@ class E2E(nn.Module):
         else:
             self.fc = [nn.Linear(3 * N_MELS, cfg.n_classes)]
 
-    def __call__(self, mel: mx.array) -> mx.array:
-        """mel: (B, T, 128) log-mel, T a multiple of 32 -> salience (B, T, n_classes) in (0, 1)."""
+    def image_features(self, mel: mx.array) -> mx.array:
+        """U-Net + output conv: (B, T, 128) log-mel, T a multiple of 32 -> (B, T, 3·128)."""
         x = self.cnn(self.unet(mel[..., None]))  # (B, T, 128, 3)
         b, t = x.shape[:2]
-        x = x.transpose(0, 1, 3, 2).reshape(b, t, 3 * N_MELS)  # channel-major, as the reference flattens
+        return x.transpose(0, 1, 3, 2).reshape(b, t, 3 * N_MELS)  # channel-major, as the reference flattens
+
+    def head(self, x: mx.array) -> mx.array:
         for layer in self.fc:
             x = layer(x)
         return mx.sigmoid(x)
 
-    def salience(self, mel: np.ndarray) -> np.ndarray:
-        """(128, T) log-mel -> (T, n_classes) salience; frames zero-padded to a multiple of 32, then cropped."""
+    def __call__(self, mel: mx.array) -> mx.array:
+        """mel: (B, T, 128) log-mel, T a multiple of 32 -> salience (B, T, n_classes) in (0, 1)."""
+        return self.head(self.image_features(mel))
+
+    def salience(self, mel: np.ndarray, *, block_frames: int = UNET_BLOCK_FRAMES) -> np.ndarray:
+        """(128, T) log-mel -> (T, n_classes) salience, as one zero-padded pass would give it.
+
+        Long inputs run the U-Net in blocks of ``block_frames`` frames, each with
+        :data:`UNET_CONTEXT_FRAMES` frames of real context on both sides, starting on the
+        32-frame pooling grid, so every kept frame sees exactly what it sees in one pass and
+        memory stays bounded. The bidirectional GRU then runs once over the whole sequence.
+        """
         n = mel.shape[1]
         padded = -(-n // FRAME_MULTIPLE) * FRAME_MULTIPLE
-        x = np.pad(mel.T, ((0, padded - n), (0, 0)))[None]
-        out = self(mx.array(x.astype(np.float32)))
+        x = np.pad(mel.T, ((0, padded - n), (0, 0))).astype(np.float32)  # (T', 128)
+        if padded <= block_frames + 2 * UNET_CONTEXT_FRAMES:
+            feats = self.image_features(mx.array(x[None]))
+        else:
+            pieces = []
+            for start in range(0, padded, block_frames):
+                stop = min(start + block_frames, padded)
+                lo, hi = max(start - UNET_CONTEXT_FRAMES, 0), min(stop + UNET_CONTEXT_FRAMES, padded)
+                part = self.image_features(mx.array(x[None, lo:hi]))[:, start - lo: stop - lo]
+                mx.eval(part)
+                pieces.append(part)
+            feats = mx.concatenate(pieces, axis=1)
+        out = self.head(feats)
         mx.eval(out)
         return np.asarray(out[0, :n])
 
