@@ -24,7 +24,7 @@ class ConversionOptions:
     rms_mix_rate: float = 0.25  # 0..1, 1 = output loudness as synthesized, 0 = input's envelope
     filter_radius: int = 3  # 0..7, median filter on harvest/dio pitch (frames); ≥3 enables it
     unvoiced: str = "interpolate"  # "interpolate" (2026 reference) or "keep" zeros (classic RVC: protect acts)
-    resample_sr: int = 0  # output rate in Hz; 0 = the voice's own rate
+    resample_sr: int = 0  # output rate in Hz, 16000..192000; 0 = the voice's own rate
     speaker: int = 0  # speaker id of multi-speaker voices
     seed: int = 0  # seed of the synthesizer's random draws: equal seeds, equal audio
     index_path: Path | None = None  # retrieval index; None = the voice's own, if it has one
@@ -45,8 +45,8 @@ class ConversionOptions:
         check(isinstance(self.filter_radius, int) and 0 <= self.filter_radius <= 7,
               f"filter_radius must be an integer in 0..7, got {self.filter_radius!r}")
         check(self.unvoiced in UNVOICED_MODES, f"unvoiced must be one of {UNVOICED_MODES}, got {self.unvoiced!r}")
-        check(self.resample_sr == 0 or 8000 <= self.resample_sr <= 192000,
-              f"resample_sr must be 0 (voice rate) or 8000..192000 Hz, got {self.resample_sr}")
+        check(self.resample_sr == 0 or 16000 <= self.resample_sr <= 192000,
+              f"resample_sr must be 0 (voice rate) or 16000..192000 Hz, got {self.resample_sr}")
         check(isinstance(self.speaker, int) and self.speaker >= 0, f"speaker must be a non-negative integer, got {self.speaker!r}")
         check(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
         check(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")

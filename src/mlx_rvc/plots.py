@@ -12,6 +12,7 @@ from .metrics import stft_magnitude
 
 SPEC_N_FFT = 1024  # samples per analysis window of the pictures
 SPEC_HOP = 256
+WAVEFORM_POINTS = 200_000  # beyond this many samples the waveform is drawn as an envelope
 
 
 def _spectrogram_db(x: np.ndarray) -> np.ndarray:
@@ -38,7 +39,13 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
         x = np.asarray(x, np.float32).ravel()
         t = np.arange(len(x)) / sr
         ax = axes[row][0]
-        ax.plot(t, x, linewidth=0.4, color="tab:blue")
+        if len(x) > WAVEFORM_POINTS:  # long audio: draw the min/max envelope of short buckets
+            n = len(x) // (WAVEFORM_POINTS // 2) or 1
+            buckets = x[: len(x) // n * n].reshape(-1, n)
+            tb = np.arange(len(buckets)) * n / sr
+            ax.fill_between(tb, buckets.min(axis=1), buckets.max(axis=1), color="tab:blue", linewidth=0)
+        else:
+            ax.plot(t, x, linewidth=0.4, color="tab:blue")
         ax.set_xlim(0, max(t[-1] if len(t) else 1, 1e-3))
         ax.set_ylim(-1.05, 1.05)
         ax.set_title(f"{title}: waveform", fontsize=9)
