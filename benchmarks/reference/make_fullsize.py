@@ -12,6 +12,8 @@ Needs a separate environment with torch (never a dependency of mlx-rvc):
     /tmp/torchenv/bin/python benchmarks/reference/make_fullsize.py --rvc PATH/TO/RVC-WebUI --out OUT \\
         [--only synth,hubert,rmvpe,e2e] [--seconds 30]
 
+(e2e needs the voices, encoder and RMVPE model that the other parts write.)
+
 ``--rvc`` is a checkout of RVC-Project/Retrieval-based-Voice-Conversion-WebUI; its modules are
 imported from there. Speech comes from espeak-ng (Debian package) when available.
 """
@@ -387,6 +389,89 @@ def run_rmvpe(torch, rvc: Path, out: Path, seconds: float, entries: dict, timing
                                  "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
 
 
+E2E_CASES = {  # name -> (voice variant, f0 method, index dimension or None, seconds)
+    "e2e_full_v2_48k_f0_rmvpe": ("v2_48k_f0", "rmvpe", 768, 30.0),
+    "e2e_full_v1_40k_nof0": ("v1_40k_nof0", None, 256, 30.0),
+    "e2e_full_v2_48k_f0_rmvpe_chunked": ("v2_48k_f0", "rmvpe", 768, 50.0),
+}
+
+
+def _index(torch_free_path: Path, dim: int, seed: int) -> None:
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((4000, dim)).astype(np.float32)
+    index = faiss.index_factory(dim, "IVF252,Flat")  # nlist = min(16·√N, N // 39), as train_index.py
+    index.train(vectors)
+    index.add(vectors)
+    faiss.write_index(index, str(torch_free_path))
+
+
+def run_e2e(torch, rvc: Path, out: Path, entries: dict, timings: dict):
+    """The reference pipeline (``Pipeline.pipeline``, CPU Config) with every draw recorded."""
+    import infer.hubert as H
+    from infer.module import models
+    from infer.vc.pipeline import Pipeline
+
+    H.HUBERT_MODEL_PATH = (out / "models" / "hubert_base").resolve()
+    os.environ["rmvpe_root"] = str((out / "models").resolve())
+    hubert = H.load_hubert_model("cpu", is_half=False)
+
+    class Cfg:
+        x_pad, x_query, x_center, x_max, is_half, device = 1, 6, 38, 41, False, "cpu"
+
+    for case, (variant, method, dim, seconds) in E2E_CASES.items():
+        cpt = torch.load(out / "models" / "weights" / f"{variant}.pth", map_location="cpu", weights_only=True)
+        config = list(cpt["config"])
+        config[-3] = cpt["weight"]["emb_g.weight"].shape[0]
+        version, if_f0 = cpt["version"], cpt["f0"]
+        cls = {("v1", 1): models.SynthesizerTrnMs256NSFsid, ("v1", 0): models.SynthesizerTrnMs256NSFsid_nono,
+               ("v2", 1): models.SynthesizerTrnMs768NSFsid, ("v2", 0): models.SynthesizerTrnMs768NSFsid_nono}[(version, if_f0)]
+        net = cls(*config, is_half=False)
+        del net.enc_q
+        net.load_state_dict(cpt["weight"], strict=False)
+        net.eval().float()
+        index_name = f"voice{dim}.index"
+        if not (out / index_name).exists():
+            _index(out / index_name, dim, seed=dim)
+        audio = speech(seconds, seed=11)
+        pipe = Pipeline(config[-1], Cfg())
+        rec = DrawRecorder(torch)
+        times = [0.0, 0.0, 0.0]
+        t0 = time.perf_counter()
+        with torch.no_grad(), rec.record():
+            opt = pipe.pipeline(hubert, net, 0, audio.copy(), times, 0, method or "pm", str(out / index_name),
+                                0.75, if_f0, config[-1], 0, 0.25, version, 0.33)
+        timings[case] = round(time.perf_counter() - t0, 3)
+        arrays = {"input_audio_16k": audio, "output_int16": opt}
+        draws = []
+        for idx, (fn, value) in enumerate(rec.draws):
+            shape = list(value.shape)
+            if fn == "rand" and shape == []:
+                role, key = "hubert_layerdrop_unused", None
+            elif fn == "randn_like" and len(shape) == 3 and shape[-1] != 1:
+                role = "z_p_noise"
+            elif fn == "rand":
+                role = "sine_rand_ini"
+            else:
+                role = "sine_noise"
+            if role != "hubert_layerdrop_unused":
+                key = f"rand{idx:03d}_{role}"
+                arrays[key] = value.numpy()
+            draws.append({"index": idx, "role": role, "torch_fn": fn, "shape": shape, "key": key})
+        np.savez_compressed(out / f"{case}.npz", **arrays)
+        entries[f"{case}.npz"] = {
+            "producer": "infer.vc.pipeline.Pipeline.pipeline with the CPU Config, draws recorded",
+            "model": f"models/weights/{variant}.pth", "hubert": "hubert_base", "rmvpe": "models/rmvpe.pt",
+            "params": {"sid": 0, "f0_up_key": 0, "f0_method": method, "index_rate": 0.75, "resample_sr": 0,
+                       "rms_mix_rate": 0.25, "protect": 0.33, "file_index": index_name},
+            "config": {"x_pad": 1, "x_query": 6, "x_center": 38, "x_max": 41, "is_half": False},
+            "tgt_sr": config[-1], "version": version, "if_f0": if_f0, "random_draws": draws,
+            "arrays": {k: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)} for k, v in arrays.items()},
+        }
+        print(f"{case}: {timings[case]} s, {sum(d['role'] == 'z_p_noise' for d in draws)} chunk(s)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rvc", type=Path, required=True, help="RVC WebUI checkout")
@@ -416,6 +501,8 @@ def main() -> None:
         run_hubert(torch, args.rvc, args.out, args.seconds, meta["fixtures"], meta["timings_seconds"])
     if "rmvpe" in only:
         run_rmvpe(torch, args.rvc, args.out, args.seconds, meta["fixtures"], meta["timings_seconds"])
+    if "e2e" in only:
+        run_e2e(torch, args.rvc, args.out, meta["fixtures"], meta["timings_seconds"])
     index_path.write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta["timings_seconds"], indent=1))
 
