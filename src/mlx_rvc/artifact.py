@@ -104,6 +104,16 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     return config
 
 
+def read_weights_mx(model_dir: str | Path) -> dict:
+    """The stored weights as MLX arrays, read straight from the file (no numpy copy)."""
+    import mlx.core as mx
+
+    path = Path(model_dir) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"model directory has no {WEIGHTS_NAME}: {model_dir}")
+    return mx.load(str(path))
+
+
 def read_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
     """The stored weights of a model directory as numpy arrays (stored dtype)."""
     from safetensors.numpy import load_file

@@ -25,9 +25,10 @@ from mlx.utils import tree_flatten
 from ..checkpoint import InertObject
 from ..errors import ModelConfigError, UnknownModelError
 from .fast import gelu, softmax
-from .layers import conv_weight_to_mlx, fold_all_weight_norms
+from .layers import check_shapes, conv_weight_to_mlx, fold_all_weight_norms, load_strict
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
+HEADS_PER_STEP = 4  # attention heads evaluated together on long inputs (bounds the T×T buffers)
 
 
 @dataclass(frozen=True)
@@ -192,19 +193,7 @@ def sanitize(weights: dict[str, np.ndarray], cfg: HubertConfig) -> dict[str, np.
 
 
 def check_weights(weights: dict[str, Any], cfg: HubertConfig) -> None:
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(HubertModel(cfg).parameters())}
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
-    if wrong:
-        problems.append(f"{len(wrong)} mis-shaped, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs {expected[wrong[0]]}")
-    if problems:
-        raise ModelConfigError("encoder weights do not match its config: " + "; ".join(problems))
+    check_shapes(HubertModel(cfg), weights, "encoder")
 
 
 def convert_checkpoint(obj: Any, *, name: str = "encoder") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -310,7 +299,7 @@ class FeatureExtractor(nn.Module):
     seamlessly.
     """
 
-    BLOCK_FRAMES = 500  # output frames (10 s of audio) per block
+    BLOCK_FRAMES = 250  # output frames (5 s of audio) per block: ~0.3 GB of temporaries at HuBERT-base width
 
     def __init__(self, cfg: HubertConfig):
         super().__init__()
@@ -358,7 +347,7 @@ class FeatureExtractor(nn.Module):
             h = gelu(conv0(lo, hi) * scale + shift)
             for layer in self.conv_layers[1:]:
                 h = layer(h)
-            mx.eval(h)
+                mx.eval(h)
             outs.append(h)
         return outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=1)  # (B, frames, conv_dim[-1])
 
@@ -429,7 +418,15 @@ class Attention(nn.Module):
             return y.reshape(b, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
 
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        o = softmax((q * self.head_dim**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
+        q = q * self.head_dim**-0.5
+        # a few heads at a time: the (heads, T, T) score matrices dominate memory on long chunks
+        step = max(1, HEADS_PER_STEP if t > 512 else self.n_heads)
+        parts = []
+        for i in range(0, self.n_heads, step):
+            p = softmax(q[:, i:i + step] @ k[:, i:i + step].transpose(0, 1, 3, 2)) @ v[:, i:i + step]
+            mx.eval(p)
+            parts.append(p)
+        o = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
         return self.out_proj(o.transpose(0, 2, 1, 3).reshape(b, t, h))
 
 
@@ -545,12 +542,8 @@ def random_weights(cfg: HubertConfig, *, seed: int = 0) -> dict[str, np.ndarray]
     return out
 
 
-def build(cfg: HubertConfig, weights: dict[str, np.ndarray]) -> HubertModel:
-    check_weights(weights, cfg)
-    model = HubertModel(cfg)
-    model.load_weights([(k, mx.array(np.asarray(v, np.float32))) for k, v in weights.items()], strict=True)
-    mx.eval(model.parameters())
-    return model
+def build(cfg: HubertConfig, weights: dict) -> HubertModel:
+    return load_strict(HubertModel(cfg), weights, "encoder")
 
 
 def load(model_dir: str | Path) -> HubertModel:
@@ -560,7 +553,7 @@ def load(model_dir: str | Path) -> HubertModel:
     config = artifact.read_config(model_dir)
     if config.get("model_type") != "hubert":
         raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not a content encoder")
-    return build(HubertConfig.from_dict(config), artifact.read_weights(model_dir))
+    return build(HubertConfig.from_dict(config), artifact.read_weights_mx(model_dir))
 
 
 __all__ = ["HubertConfig", "HubertModel", "convert_checkpoint", "sanitize", "build", "load"]

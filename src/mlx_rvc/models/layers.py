@@ -188,6 +188,40 @@ def sequence_mask(lengths: mx.array, max_length: int) -> mx.array:
     return (mx.arange(max_length)[None, :] < lengths[:, None]).astype(mx.float32)[..., None]
 
 
+def check_shapes(model: nn.Module, weights: dict, what: str) -> None:
+    """Strict comparison of parameter names and shapes; raises ModelConfigError naming the first problems."""
+    from mlx.utils import tree_flatten
+
+    from ..errors import ModelConfigError
+
+    expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
+    if wrong:
+        problems.append(f"{len(wrong)} mis-shaped, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs {expected[wrong[0]]}")
+    if problems:
+        raise ModelConfigError(f"{what} weights do not match the config: " + "; ".join(problems))
+
+
+def load_strict(model: nn.Module, weights: dict, what: str) -> nn.Module:
+    """Check, then load numpy or MLX weights (floating ones as float32) and evaluate them."""
+    check_shapes(model, weights, what)
+
+    def as_mx(v):
+        v = v if isinstance(v, mx.array) else mx.array(v)
+        return v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
+
+    model.load_weights([(k, as_mx(v)) for k, v in weights.items()], strict=True)
+    mx.eval(model.parameters())
+    return model
+
+
 def get_padding(kernel_size: int, dilation: int = 1) -> int:
     return (kernel_size * dilation - dilation) // 2
 
@@ -195,5 +229,5 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
 __all__ = [
     "LRELU_SLOPE", "Conv1d", "ConvTranspose1d", "StridedConv1dMono", "ChannelLayerNorm",
     "conv1d", "polyphase_weight", "fold_weight_norm", "fold_all_weight_norms",
-    "conv_weight_to_mlx", "leaky_relu", "sequence_mask", "get_padding",
+    "conv_weight_to_mlx", "leaky_relu", "sequence_mask", "get_padding", "check_shapes", "load_strict",
 ]

@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten
 from ..dsp.f0 import salience_to_f0
 from ..dsp.mel import N_MELS, log_mel
 from ..errors import ModelConfigError, UnknownModelError
+from .layers import check_shapes, load_strict
 
 BN_EPS = 1e-5  # torch BatchNorm2d default
 FRAME_MULTIPLE = 32  # the U-Net pools time by 2 five times: frames are zero-padded to a multiple of 32
@@ -125,19 +126,7 @@ def sanitize(weights: dict[str, np.ndarray], cfg: RmvpeConfig) -> dict[str, np.n
 
 
 def check_weights(weights: dict[str, Any], cfg: RmvpeConfig) -> None:
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(E2E(cfg).parameters())}
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
-    if wrong:
-        problems.append(f"{len(wrong)} mis-shaped, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs {expected[wrong[0]]}")
-    if problems:
-        raise ModelConfigError("RMVPE weights do not match their structure: " + "; ".join(problems))
+    check_shapes(E2E(cfg), weights, "RMVPE")
 
 
 def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -214,6 +203,7 @@ class ResBlocks(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         for block in self.conv:
             x = block(x)
+            mx.eval(x)  # block by block: a lazily built level holds ~20 full-size temporaries at once
         return x
 
 
@@ -247,8 +237,9 @@ class Encoder(nn.Module):
         skips = []
         for layer in self.layers:
             y = layer(x)
-            skips.append(y)
             x = avg_pool_2x2(y)
+            mx.eval(x, y)  # level by level: keeps only the skips and one level's temporaries alive
+            skips.append(y)
         return x, skips
 
 
@@ -295,6 +286,7 @@ class DecoderBlock(nn.Module):
         x = mx.concatenate([self.conv1[0](x), skip], axis=-1)
         for block in self.conv2:
             x = block(x)
+            mx.eval(x)
         return x
 
 
@@ -333,6 +325,7 @@ class _Decoder(nn.Module):
     def __call__(self, x: mx.array, skips: list[mx.array]) -> mx.array:
         for i, layer in enumerate(self.layers):
             x = layer(x, skips[-1 - i])
+            mx.eval(x)
         return x
 
 
@@ -469,12 +462,8 @@ def random_weights(cfg: RmvpeConfig = RELEASED, *, seed: int = 0) -> dict[str, n
     return out
 
 
-def build(cfg: RmvpeConfig, weights: dict[str, np.ndarray]) -> E2E:
-    check_weights(weights, cfg)
-    model = E2E(cfg)
-    model.load_weights([(k, mx.array(np.asarray(v, np.float32))) for k, v in weights.items()], strict=True)
-    mx.eval(model.parameters())
-    return model
+def build(cfg: RmvpeConfig, weights: dict) -> E2E:
+    return load_strict(E2E(cfg), weights, "RMVPE")
 
 
 def load(model_dir: str | Path) -> E2E:
@@ -484,4 +473,4 @@ def load(model_dir: str | Path) -> E2E:
     config = artifact.read_config(model_dir)
     if config.get("model_type") != "rmvpe":
         raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not RMVPE")
-    return build(RmvpeConfig.from_dict(config), artifact.read_weights(model_dir))
+    return build(RmvpeConfig.from_dict(config), artifact.read_weights_mx(model_dir))

@@ -27,8 +27,10 @@ from .layers import (
     LRELU_SLOPE,
     Conv1d,
     conv_weight_to_mlx,
+    check_shapes,
     fold_all_weight_norms,
     leaky_relu,
+    load_strict,
     polyphase_weight,
     sequence_mask,
 )
@@ -430,20 +432,7 @@ def sanitize(weights: dict[str, np.ndarray], cfg: SynthesizerConfig) -> dict[str
 
 def check_weights(weights: dict[str, Any], cfg: SynthesizerConfig) -> None:
     """Strict comparison of names and shapes with the model ``cfg`` describes."""
-    expected = expected_shapes(cfg)
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(weights) if tuple(weights[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:4])}{'…' if len(unexpected) > 4 else ''}")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} mis-shaped, e.g. {k} {tuple(weights[k].shape)} vs {expected[k]}")
-    if problems:
-        raise ModelConfigError("weights do not match the voice's config: " + "; ".join(problems))
+    check_shapes(Synthesizer(cfg), weights, "voice")
 
 
 def convert_checkpoint(cpt: dict[str, Any], *, name: str = "voice") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -455,14 +444,9 @@ def convert_checkpoint(cpt: dict[str, Any], *, name: str = "voice") -> tuple[dic
     return {**cfg.to_dict(), **extra}, weights
 
 
-def build(cfg: SynthesizerConfig, weights: dict[str, np.ndarray]) -> Synthesizer:
-    """A ready model from sanitised weights (strict)."""
-    check_weights(weights, cfg)
-    model = Synthesizer(cfg)
-    model.load_weights([(k, mx.array(v, dtype=mx.float32) if np.issubdtype(v.dtype, np.floating) else mx.array(v))
-                        for k, v in weights.items()], strict=True)
-    mx.eval(model.parameters())
-    return model
+def build(cfg: SynthesizerConfig, weights: dict) -> Synthesizer:
+    """A ready model from sanitised weights (numpy or MLX arrays; strict)."""
+    return load_strict(Synthesizer(cfg), weights, "voice")
 
 
 def load(model_dir: str | Path) -> Synthesizer:
@@ -472,4 +456,4 @@ def load(model_dir: str | Path) -> Synthesizer:
     config = artifact.read_config(model_dir)
     if config.get("model_type") != "rvc_voice":
         raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not an RVC voice")
-    return build(SynthesizerConfig.from_dict(config), artifact.read_weights(model_dir))
+    return build(SynthesizerConfig.from_dict(config), artifact.read_weights_mx(model_dir))
