@@ -197,6 +197,8 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
                    index_rate: float = 0.75, repeats: int = 1) -> list[BenchResult]:
     """The whole conversion at several lengths, each in a fresh process (clean peak memory).
 
+    ``repeats`` warm runs follow the cold one (0: the cold run only, for long inputs).
+
     Without models, full-size untrained ones are built (v2 48k + index, HuBERT-base, RMVPE).
     """
     import tempfile
@@ -220,7 +222,7 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
                 raise RuntimeError(f"benchmark of {seconds:g} s failed: {err[-1] if err else out.returncode}")
             r = json.loads(line[len("RESULT"):])
             results.append(BenchResult(
-                f"pipeline {seconds:g} s", r["warm"], seconds, peak_mlx_bytes=r["peak_mlx_bytes"],
+                f"pipeline {seconds:g} s", r["warm"] or [r["cold"]], seconds, peak_mlx_bytes=r["peak_mlx_bytes"],
                 peak_rss_bytes=r["peak_rss_bytes"],
                 extra={"cold_seconds": r["cold"], "stages": r["stages"], "cold_stages": r["cold_stages"]}))
     finally:

@@ -303,7 +303,7 @@ def bench(
     version: str = typer.Option("v2", "--version", help="voice version: v1 or v2"),
     rate: int = typer.Option(48000, "--rate", help="voice sample rate: 32000, 40000 or 48000"),
     no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
-    repeats: int = typer.Option(2, "--repeats", help="timed runs after one warm-up"),
+    repeats: int = typer.Option(2, "--repeats", help="timed runs after one warm-up (pipeline: 0 = cold run only)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Measure speed (and peak memory); benchmarks are never tests."""
@@ -312,6 +312,8 @@ def bench(
     if target == "blas":
         results = [b.bench_blas()]
     elif target == "pipeline":
+        if repeats < 0:
+            _fail("--repeats must be ≥ 0")
         try:
             secs = [float(x) for x in lengths.split(",") if x.strip()]
         except ValueError:
