@@ -114,6 +114,16 @@ def read_weights_mx(model_dir: str | Path) -> dict:
     return mx.load(str(path))
 
 
+def read_model(model_dir: str | Path, *, model_type: str, what: str) -> tuple[dict[str, Any], dict]:
+    """Config and MLX weights of a model directory that must hold ``model_type`` (``what``: its name in errors)."""
+    from .errors import UnknownModelError
+
+    config = read_config(model_dir)
+    if config.get("model_type") != model_type:
+        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not {what}")
+    return config, read_weights_mx(model_dir)
+
+
 def read_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
     """The stored weights of a model directory as numpy arrays (stored dtype)."""
     from safetensors.numpy import load_file

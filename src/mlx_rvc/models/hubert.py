@@ -550,10 +550,8 @@ def load(model_dir: str | Path) -> HubertModel:
     """Load an imported content encoder (a model directory written by ``mlx-rvc import``)."""
     from .. import artifact
 
-    config = artifact.read_config(model_dir)
-    if config.get("model_type") != "hubert":
-        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not a content encoder")
-    return build(HubertConfig.from_dict(config), artifact.read_weights_mx(model_dir))
+    config, weights = artifact.read_model(model_dir, model_type="hubert", what="a content encoder")
+    return build(HubertConfig.from_dict(config), weights)
 
 
 __all__ = ["HubertConfig", "HubertModel", "convert_checkpoint", "sanitize", "build", "load"]

@@ -470,7 +470,5 @@ def load(model_dir: str | Path) -> E2E:
     """Load an imported RMVPE model (a model directory written by ``mlx-rvc import``)."""
     from .. import artifact
 
-    config = artifact.read_config(model_dir)
-    if config.get("model_type") != "rmvpe":
-        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not RMVPE")
-    return build(RmvpeConfig.from_dict(config), artifact.read_weights_mx(model_dir))
+    config, weights = artifact.read_model(model_dir, model_type="rmvpe", what="an RMVPE model")
+    return build(RmvpeConfig.from_dict(config), weights)

@@ -453,7 +453,5 @@ def load(model_dir: str | Path) -> Synthesizer:
     """Load an imported voice (a model directory written by ``mlx-rvc import``)."""
     from .. import artifact
 
-    config = artifact.read_config(model_dir)
-    if config.get("model_type") != "rvc_voice":
-        raise UnknownModelError(f"{model_dir}: holds a {config.get('model_type')!r} model, not an RVC voice")
-    return build(SynthesizerConfig.from_dict(config), artifact.read_weights_mx(model_dir))
+    config, weights = artifact.read_model(model_dir, model_type="rvc_voice", what="an RVC voice")
+    return build(SynthesizerConfig.from_dict(config), weights)
