@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 RMS_FLOOR = 1e-6  # keeps silent stretches of the output from dividing by zero
+MIX_BLOCK = 1 << 20  # output samples per block of envelope computation
 
 
 def frame_rms(audio: np.ndarray, *, frame_length: int, hop_length: int) -> np.ndarray:
@@ -28,11 +29,13 @@ def frame_rms(audio: np.ndarray, *, frame_length: int, hop_length: int) -> np.nd
     return np.sqrt(np.mean(frames * frames, axis=1))
 
 
-def linear_resize(x: np.ndarray, size: int) -> np.ndarray:
-    """Resample a curve to ``size`` points like torch ``interpolate(mode='linear')`` (half-pixel)."""
+def linear_resize(x: np.ndarray, size: int, *, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Points ``start:stop`` of a curve resampled to ``size`` points like torch
+    ``interpolate(mode='linear')`` (half-pixel centres)."""
     n = len(x)
+    stop = size if stop is None else stop
     scale = n / size
-    src = np.maximum((np.arange(size) + 0.5) * scale - 0.5, 0.0)
+    src = np.maximum((np.arange(start, stop) + 0.5) * scale - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
     i1 = np.minimum(i0 + 1, n - 1)
     lam = src - i0
@@ -50,7 +53,10 @@ def mix_rms(source: np.ndarray, source_sr: int, converted: np.ndarray, converted
     rms_src = frame_rms(source, frame_length=source_sr // 2 * 2, hop_length=source_sr // 2)
     rms_out = frame_rms(converted, frame_length=converted_sr // 2 * 2, hop_length=converted_sr // 2)
     n = len(converted)
-    env_src = linear_resize(rms_src, n).astype(np.float32)
-    env_out = np.maximum(linear_resize(rms_out, n).astype(np.float32), np.float32(RMS_FLOOR))
-    gain = np.power(env_src, np.float32(1 - rate)) * np.power(env_out, np.float32(rate - 1))
-    return (np.asarray(converted, np.float32) * gain).astype(np.float32)
+    out = np.asarray(converted, np.float32).copy()
+    for lo in range(0, n, MIX_BLOCK):  # in blocks: the float64 envelopes of a long output are GBs
+        hi = min(lo + MIX_BLOCK, n)
+        env_src = linear_resize(rms_src, n, start=lo, stop=hi).astype(np.float32)
+        env_out = np.maximum(linear_resize(rms_out, n, start=lo, stop=hi).astype(np.float32), np.float32(RMS_FLOOR))
+        out[lo:hi] *= np.power(env_src, np.float32(1 - rate)) * np.power(env_out, np.float32(rate - 1))
+    return out

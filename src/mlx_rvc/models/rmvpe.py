@@ -33,6 +33,7 @@ VOICING_THRESHOLD = 0.03  # the pipeline's salience threshold
 # context, a multiple of 32, make blocked evaluation exact.
 UNET_CONTEXT_FRAMES = 1600
 UNET_BLOCK_FRAMES = 6400  # 64 s per U-Net block
+GRU_BLOCK_STEPS = 4096  # time steps whose input projections are computed together
 
 
 @dataclass(frozen=True)
@@ -362,23 +363,27 @@ class _GruParams(nn.Module):
             b_ih = mx.stack([getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_ih_l{layer}_reverse")])
             b_hh = mx.stack([getattr(self, f"bias_hh_l{layer}"), getattr(self, f"bias_hh_l{layer}_reverse")])
             b, t, _ = x.shape
-            # input projections for every step at once: direction d reads time reversed for d = 1
-            seqs = mx.stack([x, x[:, ::-1]])  # (2, B, T, n_in)
-            gi = seqs @ w_ih.transpose(0, 2, 1)[:, None] + b_ih[:, None, None]  # (2, B, T, 3h)
-            mx.eval(gi)
+            seqs = mx.stack([x, x[:, ::-1]])  # (2, B, T, n_in): direction 1 reads time reversed
+            w_ih_t = w_ih.transpose(0, 2, 1)[:, None]  # (2, 1, n_in, 3h)
             w_hh_t = w_hh.transpose(0, 2, 1)[:, None]  # (2, 1, h, 3h)
             state = mx.zeros((2, b, 1, h))
             outs = []
-            for step in range(t):
-                gh = state @ w_hh_t + b_hh[:, None, None]  # (2, B, 1, 3h)
-                gx = gi[:, :, step: step + 1]
-                r = mx.sigmoid(gx[..., :h] + gh[..., :h])
-                z = mx.sigmoid(gx[..., h: 2 * h] + gh[..., h: 2 * h])
-                n = mx.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
-                state = (1 - z) * n + z * state
-                outs.append(state)
-                if step % 256 == 255:
-                    mx.eval(state)  # keep the lazy graph short
+            for s0 in range(0, t, GRU_BLOCK_STEPS):  # input projections a block of steps at a time
+                gi = seqs[:, :, s0: s0 + GRU_BLOCK_STEPS] @ w_ih_t + b_ih[:, None, None]  # (2, B, n, 3h)
+                mx.eval(gi)
+                block = []
+                for step in range(gi.shape[2]):
+                    gh = state @ w_hh_t + b_hh[:, None, None]  # (2, B, 1, 3h)
+                    gx = gi[:, :, step: step + 1]
+                    r = mx.sigmoid(gx[..., :h] + gh[..., :h])
+                    z = mx.sigmoid(gx[..., h: 2 * h] + gh[..., h: 2 * h])
+                    n = mx.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
+                    state = (1 - z) * n + z * state
+                    block.append(state)
+                    if step % 256 == 255:
+                        mx.eval(state)  # keep the lazy graph short
+                outs.append(mx.concatenate(block, axis=2))
+                mx.eval(outs[-1])
             seq = mx.concatenate(outs, axis=2)  # (2, B, T, h)
             x = mx.concatenate([seq[0], seq[1][:, ::-1]], axis=-1)
         return x
