@@ -32,7 +32,7 @@ VOICING_THRESHOLD = 0.03  # the pipeline's salience threshold
 # sides, and 32 at the bottom (×32): 8·31 + 32·32 + 9·31 ≈ 1550 frames. 1600 frames (16 s) of
 # context, a multiple of 32, make blocked evaluation exact.
 UNET_CONTEXT_FRAMES = 1600
-UNET_BLOCK_FRAMES = 6400  # 64 s per U-Net block
+UNET_BLOCK_FRAMES = 3200  # 32 s per U-Net block: long inputs peak like a 64 s one
 GRU_BLOCK_STEPS = 4096  # time steps whose input projections are computed together
 
 
