@@ -67,17 +67,18 @@ def to_float_audio(x: np.ndarray) -> np.ndarray:
 
 
 def stft_magnitude(x: np.ndarray, *, n_fft: int = SPEC_N_FFT, hop: int = SPEC_HOP) -> np.ndarray:
-    """|STFT| with a periodic Hann window, centred with reflect padding; shape (frames, n_fft//2+1)."""
+    """|STFT| with a periodic Hann window, centred with reflect padding; shape (frames, n_fft//2+1).
+
+    Signals too short to reflect are zero-padded instead, so any length can be compared.
+    """
+    from .dsp.mel import stft_magnitude_frames
+
     x = np.asarray(x, np.float64).ravel()
     pad = n_fft // 2
-    mode = "reflect" if x.size > pad else "constant"
-    xp = np.pad(x, pad, mode=mode)
+    xp = np.pad(x, pad, mode="reflect" if x.size > pad else "constant")
     if xp.size < n_fft:
         xp = np.pad(xp, (0, n_fft - xp.size))
-    n_frames = 1 + (xp.size - n_fft) // hop
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
-    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n_frames]
-    return np.abs(np.fft.rfft(frames * window, axis=-1))
+    return stft_magnitude_frames(xp, n_fft=n_fft, hop=hop).T
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,11 @@ def stft_magnitude(audio: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> 
     pad = n_fft // 2
     if x.size <= pad:
         raise ValueError(f"{x.size} samples are too few for centred reflect padding of {pad}")
-    xp = np.pad(x, pad, mode="reflect")
+    return stft_magnitude_frames(np.pad(x, pad, mode="reflect"), n_fft=n_fft, hop=hop)
+
+
+def stft_magnitude_frames(xp: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT| of an already padded signal: frame k covers xp[k·hop : k·hop + n_fft]."""
     n_frames = 1 + (xp.size - n_fft) // hop
     window = periodic_hann(n_fft)
     out = np.empty((n_fft // 2 + 1, n_frames), np.float32)
@@ -65,7 +69,24 @@ def stft_magnitude(audio: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> 
     return out
 
 
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """RMVPE's input: log(max(mel · |STFT|, 1e-5)), (128, frames) float32, frames = len // 160 + 1."""
-    mel = mel_filterbank() @ stft_magnitude(audio)
-    return np.log(np.maximum(mel, np.float32(LOG_FLOOR))).astype(np.float32)
+def log_mel(audio: np.ndarray, *, block_seconds: float = 60.0) -> np.ndarray:
+    """RMVPE's input: log(max(mel · |STFT|, 1e-5)), (128, frames) float32, frames = len // 160 + 1.
+
+    Computed a minute of frames at a time: the full linear spectrogram of a long recording
+    would be four times the size of the mel one.
+    """
+    x = np.asarray(audio, np.float64).ravel()
+    pad = N_FFT // 2
+    if x.size <= pad:
+        raise ValueError(f"{x.size} samples are too few for centred reflect padding of {pad}")
+    xp = np.pad(x, pad, mode="reflect")
+    n_frames = 1 + (xp.size - N_FFT) // HOP
+    step = max(1, int(block_seconds * SAMPLE_RATE / HOP))
+    fb = mel_filterbank()
+    out = np.empty((N_MELS, n_frames), np.float32)
+    for s in range(0, n_frames, step):
+        e = min(s + step, n_frames)
+        # frames s..e-1 of the padded signal, analysed without re-padding
+        mag = stft_magnitude_frames(xp[s * HOP: (e - 1) * HOP + N_FFT])
+        out[:, s:e] = np.log(np.maximum(fb @ mag, np.float32(LOG_FLOOR)))
+    return out
