@@ -140,7 +140,12 @@ def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any]
 # ----------------------------------------------------------------------------- modules
 
 
-ROWS_CONV_MAX_CHANNELS = 64  # below this, MLX's conv2d is memory-bound; the row-shift form is ~2x faster
+# Measured for 30 s (2-core x86, MLX 0.32): MLX's conv2d is memory-bound below 256 channels, where
+# the row-shift GEMM form below is up to 2.5x faster; at 512 channels conv2d wins.
+ROWS_CONV_MAX_CHANNELS = 256
+# Below this many channels, on the CPU, the row-shift form runs in numpy: MLX's strided copy that
+# stacks the column shifts costs more than the three GEMMs (level 0: 41 of 65 ms), numpy's 12 ms.
+NUMPY_CONV_MAX_CHANNELS = 64
 
 
 def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
@@ -161,6 +166,26 @@ def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
     return y.reshape(b, h, w, -1)
 
 
+def conv3x3_rows_numpy(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """:func:`conv3x3_rows` in numpy (float32 GEMMs through the same BLAS): (B, H, W, C) -> (B, H, W, O)."""
+    b, h, w, c = x.shape
+    o = weight.shape[0]
+    cols = np.zeros((b, h + 2, w, 3 * c), np.float32)  # column shifts dx = 0, 1, 2 read x[:, :, j + dx - 1]
+    cols[:, 1:-1, 1:, :c] = x[:, :, :-1]
+    cols[:, 1:-1, :, c: 2 * c] = x
+    cols[:, 1:-1, :-1, 2 * c:] = x[:, :, 1:]
+    out = np.empty((b, h * w, o), np.float32)
+    tmp = np.empty((h * w, o), np.float32)
+    for i in range(b):
+        flat = cols[i].reshape((h + 2) * w, 3 * c)
+        np.matmul(flat[: h * w], weight[:, 0].reshape(o, 3 * c).T, out=out[i])
+        for dy in (1, 2):
+            np.matmul(flat[dy * w: dy * w + h * w], weight[:, dy].reshape(o, 3 * c).T, out=tmp)
+            out[i] += tmp
+    out += bias
+    return out.reshape(b, h, w, o)
+
+
 class Conv(nn.Module):
     """Conv2d (3x3 'same' or 1x1) with bias, NHWC; weight (out, kh, kw, in)."""
 
@@ -172,11 +197,20 @@ class Conv(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         k = self.weight.shape[1]
-        if k == 1:
-            return mx.addmm(self.bias, x, self.weight[:, 0, 0, :].T)
-        if k == 3 and x.shape[-1] < ROWS_CONV_MAX_CHANNELS:
+        if k == 1:  # one 2-D GEMM (a 4-D operand would run as B·H small batched GEMMs)
+            y = mx.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight[:, 0, 0, :].T)
+            return y.reshape(*x.shape[:-1], -1)
+        if k == 3 and x.shape[-1] <= ROWS_CONV_MAX_CHANNELS:
             return conv3x3_rows(x, self.weight, self.bias)
         return mx.conv2d(x, self.weight, padding=self.pad) + self.bias
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        """The same convolution on a numpy array (CPU only: the weights are read in place)."""
+        weight, bias = np.asarray(self.weight), np.asarray(self.bias)
+        if weight.shape[1] == 1:
+            y = x.reshape(-1, x.shape[-1]) @ weight[:, 0, 0, :].T + bias
+            return y.reshape(*x.shape[:-1], -1)
+        return conv3x3_rows_numpy(x, weight, bias)
 
 
 class _NoParams(nn.Module):
@@ -192,8 +226,18 @@ class ConvBlockRes(nn.Module):
             self.shortcut = Conv(c_in, c_out, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
+        if x.shape[-1] < NUMPY_CONV_MAX_CHANNELS and self.conv[3].weight.shape[0] < NUMPY_CONV_MAX_CHANNELS \
+                and mx.default_device() == mx.cpu:
+            return mx.array(self._numpy(np.asarray(x)))
         y = nn.relu(self.conv[3](nn.relu(self.conv[0](x))))
         return y + (self.shortcut(x) if "shortcut" in self else x)
+
+    def _numpy(self, x: np.ndarray) -> np.ndarray:
+        """The block in numpy, one copy in and out: narrow levels on the CPU (see NUMPY_CONV_MAX_CHANNELS)."""
+        y = np.maximum(self.conv[0].numpy(x), 0)
+        y = np.maximum(self.conv[3].numpy(y), 0, out=y)
+        y += self.shortcut.numpy(x) if "shortcut" in self else x
+        return y
 
 
 class ResBlocks(nn.Module):
@@ -259,19 +303,23 @@ class UpConv(nn.Module):
         at offset 0 and tap 0 at offset +1 (zero past the edge). MLX's own transposed
         convolution runs ~50x slower on the CPU.
         """
-        b, h, w, _ = x.shape
-        xp = mx.pad(x, [(0, 0), (0, 1), (0, 1), (0, 0)])  # the +1 neighbours past the edge are 0
+        b, h, w, c = x.shape
+        wp = w + 1
+        # the +1 neighbours past the edge are 0; one more zero row keeps the last block in bounds
+        flat = mx.pad(x, [(0, 0), (0, 2), (0, 1), (0, 0)]).reshape(b, (h + 2) * wp, c)
         taps = {0: [(1, 0)], 1: [(2, 0), (0, 1)]}  # phase -> [(kernel tap, input offset)]
         phases = []
         for a in (0, 1):
             row = []
-            for c in (0, 1):
+            for cc in (0, 1):
                 y = self.bias
                 for ky, dy in taps[a]:
-                    for kx, dx in taps[c]:
-                        patch = xp[:, dy: dy + h, dx: dx + w]
-                        y = mx.addmm(y, patch, self.weight[:, ky, kx, :].T)
-                row.append(y)
+                    for kx, dx in taps[cc]:
+                        # offset (dy, dx) is a contiguous block of rows of the flattened image (one
+                        # 2-D GEMM; a 4-D strided slice would run as H small batched GEMMs)
+                        start = dy * wp + dx
+                        y = mx.addmm(y, flat[:, start: start + h * wp], self.weight[:, ky, kx, :].T)
+                row.append(y.reshape(b, h, wp, -1)[:, :, :w])
             phases.append(mx.stack(row, axis=3))  # (B, H, W, 2, C)
         out = mx.stack(phases, axis=2)  # (B, H, 2, W, 2, C)
         return nn.relu(out.reshape(b, 2 * h, 2 * w, -1))
