@@ -404,6 +404,8 @@ class _GruParams(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         """x: (B, T, n_in) -> (B, T, 2·hidden): forward states then backward states."""
+        if mx.default_device() == mx.cpu:
+            return mx.array(self._numpy(np.asarray(x.astype(mx.float32))))
         h = self.hidden
         for layer in range(self.n_layers):
             w_ih = mx.stack([getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_ih_l{layer}_reverse")])
@@ -435,6 +437,48 @@ class _GruParams(nn.Module):
             seq = mx.concatenate(outs, axis=2)  # (2, B, T, h)
             x = mx.concatenate([seq[0], seq[1][:, ::-1]], axis=-1)
         return x
+
+
+    def _numpy(self, x: np.ndarray) -> np.ndarray:
+        """The recurrence in numpy: on the CPU each MLX op costs ~10 µs of dispatch, and a step is
+        a dozen ops on 2x768 numbers (30 s: 0.6 s in MLX, ~0.15 s here)."""
+        for layer in range(self.n_layers):
+            params = [np.stack([np.asarray(getattr(self, f"{name}_l{layer}{suffix}")) for suffix in ("", "_reverse")])
+                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            x = np.stack([gru_layer_numpy(seq, *params) for seq in x])
+        return x
+
+
+def gru_layer_numpy(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
+                    b_hh: np.ndarray) -> np.ndarray:
+    """One bidirectional GRU layer with torch.nn.GRU's equations, both directions stepped together.
+
+    x: (T, n_in) float32; weights stacked (forward, reverse): w_ih (2, 3h, n_in), w_hh (2, 3h, h),
+    biases (2, 3h), gates in torch's order r, z, n. Returns (T, 2h): forward states, then reverse.
+    """
+    from scipy.special import expit  # a float32 sigmoid without exp's overflow warnings
+
+    t = x.shape[0]
+    h = w_hh.shape[2]
+    out = np.empty((t, 2, h), np.float32)
+    seqs = (x, x[::-1])  # the reverse direction reads time backwards
+    w_hh_t = (w_hh[0].T, w_hh[1].T)  # (h, 3h) views: BLAS reads them transposed
+    state = np.zeros((2, h), np.float32)
+    gh = np.empty((2, 3 * h), np.float32)
+    for s0 in range(0, t, GRU_BLOCK_STEPS):  # input projections a block of steps at a time
+        n = min(GRU_BLOCK_STEPS, t - s0)
+        gi = np.stack([seqs[d][s0: s0 + n] @ w_ih[d].T + b_ih[d] for d in (0, 1)], axis=1)  # (n, 2, 3h)
+        for step in range(n):
+            np.matmul(state[0], w_hh_t[0], out=gh[0])
+            np.matmul(state[1], w_hh_t[1], out=gh[1])
+            gh += b_hh
+            g = gi[step]
+            rz = expit(g[:, : 2 * h] + gh[:, : 2 * h])
+            new = np.tanh(g[:, 2 * h:] + rz[:, :h] * gh[:, 2 * h:])
+            state = new + rz[:, h:] * (state - new)  # (1 - z)·n + z·h, in torch's form (h - n)·z + n
+            out[s0 + step, 0] = state[0]
+            out[t - 1 - s0 - step, 1] = state[1]
+    return out.reshape(t, 2 * h)
 
 
 class E2E(nn.Module):
