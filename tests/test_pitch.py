@@ -1,4 +1,5 @@
-"""Pitch: RMVPE parity per stage, the DSP trackers on signals of known f0, and the shared post-processing."""
+"""Pitch: the trackers behind one interface (DSP trackers on signals of known f0, in cents), hostile
+inputs, and the shared post-processing checked against the reference pipeline's own pitch."""
 
 from __future__ import annotations
 
@@ -8,54 +9,12 @@ import numpy as np
 import pytest
 
 from mlx_rvc import pitch
-from mlx_rvc.dsp import f0 as f0dsp
-from mlx_rvc.dsp.mel import log_mel, mel_filterbank
-from mlx_rvc.importer import convert, import_model, read_source
+from mlx_rvc.importer import import_model
 from mlx_rvc.models import rmvpe
-from mlx_rvc.parity import run_parity
 
 from .conftest import FIXTURES, MODELS
 
 SR = 16000
-
-
-def test_rmvpe_every_stage_matches_reference():
-    report = run_parity(FIXTURES / "rmvpe.npz")
-    assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
-    by_key = {c.key: c for c in report.checks}
-    # measured: mel 4e-7, salience 3e-7, f0 2e-7 relative RMS
-    assert by_key["mel"].diff.rel_rms < 2e-6
-    assert by_key["hidden"].diff.rel_rms < 2e-6
-    ref = np.load(FIXTURES / "rmvpe.npz")["f0"]
-    produced = report.produced["f0"]
-    assert np.array_equal(produced > 0, ref > 0)  # identical voicing decisions
-    voiced = ref > 0
-    cents = 1200 * np.abs(np.log2(produced[voiced] / ref[voiced]))
-    assert cents.max() < 0.01
-
-
-def test_rmvpe_config_is_read_from_weights_and_imports(tmp_path):
-    config, _ = convert(read_source(MODELS / "rmvpe.pt"))
-    assert (config["en_de_layers"], config["inter_layers"], config["n_blocks"]) == (5, 2, 1)
-    assert (config["en_out_channels"], config["n_gru"], config["gru_hidden"], config["n_classes"]) == (2, 1, 256, 360)
-    model = rmvpe.load(import_model(MODELS / "rmvpe.pt", out=tmp_path / "rmvpe").path)
-    audio = np.load(FIXTURES / "rmvpe.npz")["input_16k"]
-    np.testing.assert_allclose(model.f0(audio), np.load(FIXTURES / "rmvpe.npz")["f0"], rtol=1e-4)
-
-
-def test_mel_filterbank_is_area_normalised_htk():
-    fb = mel_filterbank()
-    assert fb.shape == (128, 513) and fb.dtype == np.float32
-    freqs = np.linspace(0, 8000, 513)
-    peaks = freqs[np.argmax(fb, axis=1)]
-    assert 30 <= peaks[0] < 60 and 7700 < peaks[-1] <= 8000
-    assert np.all(np.diff(peaks) >= 0)
-
-
-def test_coarse_pitch_is_the_references():
-    z = np.load(FIXTURES / "e2e_v2_48k_f0_rmvpe.npz")
-    np.testing.assert_array_equal(f0dsp.coarse_pitch(z["pitchf_full"]), z["pitch_full"])
-    assert f0dsp.coarse_pitch(np.array([0.0, 10.0, 50.0, 1100.0, 5000.0])).tolist() == [1, 1, 1, 255, 255]
 
 
 def test_postprocess_reproduces_reference_pitch_for_pm_and_rmvpe():
@@ -145,17 +104,3 @@ def test_unknown_method_and_missing_model():
         pitch.estimate(np.zeros(1600), method="crepe-tiny")
     with pytest.raises(pitch.PitchError, match="RMVPE"):
         pitch.estimate(np.zeros(1600), method="rmvpe")
-
-
-def test_dsp_modules_import_no_models():
-    import subprocess
-    import sys
-
-    code = ("import sys, mlx_rvc.dsp.mel, mlx_rvc.dsp.f0, mlx_rvc.dsp.chunks, mlx_rvc.dsp.filters, mlx_rvc.dsp.rms;"
-            "bad=[m for m in sys.modules if m.startswith('mlx_rvc.models') or m=='mlx.nn'];print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_log_mel_frames():
-    assert log_mel(np.zeros(16000, np.float32)).shape == (128, 101)

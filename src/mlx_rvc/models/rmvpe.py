@@ -143,9 +143,16 @@ def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any]
 # Measured for 30 s (2-core x86, MLX 0.32): MLX's conv2d is memory-bound below 256 channels, where
 # the row-shift GEMM form below is up to 2.5x faster; at 512 channels conv2d wins.
 ROWS_CONV_MAX_CHANNELS = 256
-# Below this many channels, on the CPU, the row-shift form runs in numpy: MLX's strided copy that
-# stacks the column shifts costs more than the three GEMMs (level 0: 41 of 65 ms), numpy's 12 ms.
-NUMPY_CONV_MAX_CHANNELS = 64
+# When MLX computes on the CPU, residual blocks and the GRU recurrence run in numpy (same float32
+# GEMMs through OpenBLAS). Measured per block for 30 s: 16 channels 78 vs 129 ms in MLX, 256
+# channels 16 vs 20 ms: MLX's strided copy that stacks the column shifts is slow (level 0: 41 of a
+# conv's 65 ms) and its fresh buffers page-fault; a GRU step is a dozen ~10 µs MLX dispatches.
+# Tests switch this off to check the MLX path (the one other devices use) on the CPU.
+NUMPY_ON_CPU = True
+
+
+def numpy_kernels() -> bool:
+    return NUMPY_ON_CPU and mx.default_device() == mx.cpu
 
 
 def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
@@ -226,14 +233,13 @@ class ConvBlockRes(nn.Module):
             self.shortcut = Conv(c_in, c_out, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
-        if x.shape[-1] < NUMPY_CONV_MAX_CHANNELS and self.conv[3].weight.shape[0] < NUMPY_CONV_MAX_CHANNELS \
-                and mx.default_device() == mx.cpu:
+        if numpy_kernels():
             return mx.array(self._numpy(np.asarray(x)))
         y = nn.relu(self.conv[3](nn.relu(self.conv[0](x))))
         return y + (self.shortcut(x) if "shortcut" in self else x)
 
     def _numpy(self, x: np.ndarray) -> np.ndarray:
-        """The block in numpy, one copy in and out: narrow levels on the CPU (see NUMPY_CONV_MAX_CHANNELS)."""
+        """The block in numpy, one copy in and out (see NUMPY_ON_CPU)."""
         y = np.maximum(self.conv[0].numpy(x), 0)
         y = np.maximum(self.conv[3].numpy(y), 0, out=y)
         y += self.shortcut.numpy(x) if "shortcut" in self else x
@@ -404,7 +410,7 @@ class _GruParams(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         """x: (B, T, n_in) -> (B, T, 2·hidden): forward states then backward states."""
-        if mx.default_device() == mx.cpu:
+        if numpy_kernels():
             return mx.array(self._numpy(np.asarray(x.astype(mx.float32))))
         h = self.hidden
         for layer in range(self.n_layers):
