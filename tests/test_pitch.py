@@ -40,6 +40,10 @@ def test_keep_unvoiced_leaves_zeros_and_file_override(tmp_path):
     curve.write_text("0.0,100\n0.5,300\n")
     _, over = pitch.postprocess(f0, f0_file=curve, pad_frames=2)
     assert over[2] == 100 and abs(over[2 + 25] - 200) < 1e-3 and over[2 + 50] == 300 and over[60] == 210
+    with_header = tmp_path / "f0_out.csv"  # what `mlx-rvc f0 --out` writes
+    with_header.write_text("seconds,hz\n0.00,100.000\n0.50,300.000\n")
+    _, again = pitch.postprocess(f0, f0_file=with_header, pad_frames=2)
+    np.testing.assert_array_equal(again, over)
     bad = tmp_path / "bad.csv"
     bad.write_text("hello\n")
     with pytest.raises(pitch.PitchError):

@@ -94,12 +94,24 @@ def align(f0: np.ndarray, *, method: str, p_len: int) -> np.ndarray:
 
 
 def read_f0_file(path: str | Path) -> np.ndarray:
-    """An f0 curve: text lines of ``seconds,hz`` (comma or whitespace separated) -> (N, 2)."""
+    """An f0 curve: text lines of ``seconds,hz`` (comma or whitespace separated) -> (N, 2).
+
+    A first line that is not numbers is a header (``mlx-rvc f0 --out`` writes ``seconds,hz``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"f0 file not found: {path}")
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    delimiter = "," if lines and "," in lines[0] else None
     try:
-        data = np.loadtxt(path, delimiter="," if "," in path.read_text()[:200] else None, ndmin=2)
+        [float(v) for v in (lines or [""])[0].replace(",", " ").split()]
+        header = 0
+    except ValueError:
+        header = 1
+    if len(lines) - header < 2:
+        raise PitchError(f"{path.name}: needs at least two 'seconds,hz' rows")
+    try:
+        data = np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=header)
     except ValueError as exc:
         raise PitchError(f"{path.name}: not a 'seconds,hz' table ({exc})") from exc
     if data.shape[1] < 2 or len(data) < 2 or not np.all(np.isfinite(data[:, :2])):
