@@ -114,26 +114,37 @@ def timed(fn) -> float:
 
 
 def mlx_stages(model: hubert.HubertModel, x: np.ndarray) -> dict[str, float]:
-    """One timed pass per stage, each input evaluated beforehand."""
-    wav = mx.array(x[None])
-    out: dict[str, float] = {}
-    feats = model.feature_extractor(wav)
-    mx.eval(feats)
-    out["feature_extractor"] = timed(lambda: mx.eval(model.feature_extractor(wav)))
-    proj = model.feature_projection(feats)
-    mx.eval(proj)
-    out["projection"] = timed(lambda: mx.eval(model.feature_projection(feats)))
-    out["pos_conv"] = timed(lambda: mx.eval(model.encoder.pos_conv_embed(proj)))
-    h = model.encoder.layer_norm(proj + model.encoder.pos_conv_embed(proj))
-    mx.eval(h)
+    """One timed pass per stage on the path the model takes here (numpy on the CPU, else MLX)."""
+    enc = model.encoder
+    if hubert.use_numpy():
+        def run(fn, *args):
+            return fn(*args)
 
-    def layers():
-        y = h
-        for layer in model.encoder.layers:
-            y = layer(y)
+        fe, proj, pos, layers = (model.feature_extractor.forward_numpy, model.feature_projection.forward_numpy,
+                                 enc.pos_conv_embed.forward_numpy, [layer.forward_numpy for layer in enc.layers])
+        wav = x[None]
+    else:
+        def run(fn, *args):
+            y = fn(*args)
             mx.eval(y)
+            return y
 
-    out["encoder_layers"] = timed(layers)
+        fe, proj, pos, layers = model.feature_extractor, model.feature_projection, enc.pos_conv_embed, enc.layers
+        wav = mx.array(x[None])
+    out: dict[str, float] = {}
+    feats = run(fe, wav)
+    out["feature_extractor"] = timed(lambda: run(fe, wav))
+    p = run(proj, feats)
+    out["projection"] = timed(lambda: run(proj, feats))
+    out["pos_conv"] = timed(lambda: run(pos, p))
+    h = model(wav, up_to_layer=0)[0]
+
+    def encoder_layers():
+        y = h
+        for layer in layers:
+            y = run(layer, y)
+
+    out["encoder_layers"] = timed(encoder_layers)
     return out
 
 

@@ -30,6 +30,12 @@ from .fast import gelu, on_cpu, softmax
 from .layers import check_shapes, conv_weight_to_mlx, fold_all_weight_norms, load_strict
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
+# On the CPU the model runs in numpy (BLAS matmuls, SIMD elementwise loops), on other devices in
+# MLX. MLX's CPU backend runs elementwise kernels (GELU's erf, softmax's exp) on one thread,
+# several times slower than numpy's; and mixing MLX's BLAS with numpy's within a layer costs
+# more: numpy's OpenBLAS threads keep spinning after each call and halve the speed of the next
+# MLX matmul (measured 30 -> 60 ms). Tests set this to False to check the MLX path on the CPU.
+NUMPY_ON_CPU = True
 HEADS_PER_STEP = 4  # attention heads evaluated together on long inputs (bounds the T×T buffers)
 ATTENTION_ROWS = 2048  # query rows per score block on the CPU (41 s of audio in one block; 8 MB × T/1000)
 
@@ -259,29 +265,58 @@ def _gelu_piece(x: np.ndarray, out: np.ndarray, t: np.ndarray, e: np.ndarray) ->
     out *= x
 
 
-def gelu_numpy(x: np.ndarray) -> np.ndarray:
-    """Exact-erf GELU of a float32 array in numpy, ≤ 4.3e-7 from float64 (measured), on up to 4 threads."""
+def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """GELU(x + bias) (exact erf form) of a float32 array in numpy, ≤ 4.3e-7 from float64 (measured).
+
+    ``bias`` broadcasts over the last axis and is added piece by piece while the piece is in
+    cache. Work is split over up to 4 threads.
+    """
     global _pool
     x = np.ascontiguousarray(x, np.float32)
     out = np.empty_like(x)
     flat, res = x.reshape(-1), out.reshape(-1)
     n = flat.size
+    width = x.shape[-1] if x.ndim else 1
+    piece = max(1, _GELU_PIECE // width) * width  # whole rows, so a piece starts at channel 0
+    tiled = None if bias is None else np.tile(np.asarray(bias, np.float32), piece // width)
 
     def run(lo: int, hi: int) -> None:
-        t = np.empty(_GELU_PIECE, np.float32)
-        e = np.empty(_GELU_PIECE, np.float32)
-        for i in range(lo, hi, _GELU_PIECE):
-            j = min(i + _GELU_PIECE, hi)
-            _gelu_piece(flat[i:j], res[i:j], t[: j - i], e[: j - i])
+        t = np.empty(piece, np.float32)
+        e = np.empty(piece, np.float32)
+        z = np.empty(piece, np.float32) if tiled is not None else None
+        for i in range(lo, hi, piece):
+            j = min(i + piece, hi)
+            src = flat[i:j]
+            if z is not None:
+                src = np.add(src, tiled[: j - i], out=z[: j - i])
+            _gelu_piece(src, res[i:j], t[: j - i], e[: j - i])
 
-    share = -(-n // _THREADS)
-    if _THREADS == 1 or share < 4 * _GELU_PIECE:
+    rows = n // width
+    share = -(-rows // _THREADS) * width  # whole rows per thread
+    if _THREADS == 1 or share < 4 * piece:
         run(0, n)
         return out
     if _pool is None:
         _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-gelu")  # numpy ufuncs release the GIL
     list(_pool.map(lambda lo: run(lo, min(lo + share, n)), range(0, n, share)))
     return out
+
+
+def _linear_numpy(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
+    y = x @ np.asarray(layer.weight).T  # the weight is a view of MLX's memory, no copy
+    if "bias" in layer:
+        y += np.asarray(layer.bias)
+    return y
+
+
+def _layer_norm_numpy(ln: nn.LayerNorm, x: np.ndarray) -> np.ndarray:
+    """LayerNorm over the last axis in float32, as torch computes it."""
+    d = x - x.mean(axis=-1, keepdims=True)
+    var = np.mean(np.square(d), axis=-1, keepdims=True)
+    d *= 1.0 / np.sqrt(var + ln.eps)
+    d *= np.asarray(ln.weight)
+    d += np.asarray(ln.bias)
+    return d
 
 
 def _frames(y: np.ndarray, kernel: int, stride: int, count: int) -> np.ndarray:
@@ -330,18 +365,17 @@ class ConvLayer(nn.Module):
 
 
 class GroupNormPerChannel(nn.Module):
-    """GroupNorm with one group per channel: each channel normalised over time (eps 1e-5)."""
+    """Layer 0's GroupNorm (one group per channel: each channel normalised over time).
+
+    Holds the affine parameters only: :meth:`FeatureExtractor._layer0_affine` folds the whole
+    normalisation into layer 0's weights from statistics of the waveform.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
         self.weight = mx.ones((channels,))
         self.bias = mx.zeros((channels,))
         self.eps = eps
-
-    def __call__(self, x: mx.array) -> mx.array:
-        mean = mx.mean(x, axis=1, keepdims=True)
-        var = mx.var(x, axis=1, keepdims=True)
-        return (x - mean) * mx.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 class FeatureExtractorLayer(nn.Module):
@@ -353,10 +387,8 @@ class FeatureExtractorLayer(nn.Module):
             self.layer_norm = GroupNormPerChannel(cfg.conv_dim[0])
 
     def __call__(self, x: mx.array) -> mx.array:
-        x = self.conv(x)
-        if "layer_norm" in self:
-            x = self.layer_norm(x)
-        return gelu(x)
+        """Layers 1…; layer 0 runs folded with its norm (see FeatureExtractor)."""
+        return gelu(self.conv(x))
 
 
 class FeatureExtractor(nn.Module):
@@ -368,9 +400,6 @@ class FeatureExtractor(nn.Module):
     of the frames in float64. The normalisation then folds into layer 0's weights and bias. The
     later layers are unpadded strided convolutions, so a block of output frames depends exactly
     on a known slice of layer-0 frames: the blocks join seamlessly.
-
-    On the CPU the blocks run in numpy (BLAS matmuls over strided frame views, GELU in numpy:
-    see :func:`gelu_numpy`); elsewhere in MLX.
     """
 
     BLOCK_FRAMES = 250  # output frames (5 s of audio) per block: ~0.1 GB of temporaries at HuBERT-base width
@@ -409,22 +438,13 @@ class FeatureExtractor(nn.Module):
         shift = np.asarray(gn.bias, np.float64) + (b - mean) * scale
         return (w * scale).astype(np.float32), shift.astype(np.float32)
 
-    def _block_numpy(self, audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray) -> np.ndarray:
-        """Output frames of layer-0 frames [lo, hi) of one waveform: (frames, C) float32."""
-        k0, s0 = self._k[0], self._s[0]
-        h = _frames(audio[lo * s0: (hi - 1) * s0 + k0, None], k0, s0, hi - lo) @ w0
-        h += b0
-        h = gelu_numpy(h)
-        for layer, k, s in zip(self.conv_layers[1:], self._k[1:], self._s[1:]):
-            w = np.asarray(layer.conv.weight)  # (out, k, in): rows of w.reshape(out, k·in) are tap-major
-            h = _frames(h, k, s, (h.shape[0] - k) // s + 1) @ w.reshape(w.shape[0], -1).T
-            if "bias" in layer.conv:
-                h += np.asarray(layer.conv.bias)
-            h = gelu_numpy(h)
-        return h
+    def _run(self, audio: np.ndarray, block) -> list:
+        """Per waveform of (B, N) ``audio``: the blocks ``block(waveform, lo, hi, w0, b0)`` make.
 
-    def __call__(self, wav: mx.array) -> mx.array:
-        b, n = wav.shape
+        ``[lo, hi)`` are the layer-0 frames a block of output frames needs; w0, b0 are layer 0
+        with the GroupNorm folded in.
+        """
+        b, n = audio.shape
         k0, s0 = self._k[0], self._s[0]
         n0 = (n - k0) // s0 + 1  # layer-0 frames
         n_out = self._frames(n0, first=1) if n0 > 0 else 0
@@ -432,28 +452,40 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"{n} samples are too few for one feature frame")
         stride = int(np.prod(self._s[1:]))  # layer-0 frames per output frame
         reach = 1 + sum((k - 1) * int(np.prod(self._s[1:i + 1])) for i, k in enumerate(self._k[1:], start=0))
-        audio = np.ascontiguousarray(np.asarray(wav, np.float32))
-        outs = []
+        out = []
         for i in range(b):
             w0, b0 = self._layer0_affine(audio[i], n0)
-            blocks = []
-            for t0 in range(0, n_out, self.BLOCK_FRAMES):
-                t1 = min(t0 + self.BLOCK_FRAMES, n_out)
-                lo, hi = t0 * stride, (t1 - 1) * stride + reach
-                if on_cpu():
-                    blocks.append(self._block_numpy(audio[i], lo, hi, w0, b0))
-                    continue
-                x = mx.array(audio[i, lo * s0: (hi - 1) * s0 + k0])[None, :, None]  # (1, N, 1)
-                h = gelu(strided_conv1d(x, mx.array(w0.T[:, :, None]), mx.array(b0), s0))
-                for layer in self.conv_layers[1:]:
-                    h = layer(h)
-                    mx.eval(h)
-                blocks.append(h[0])
-            if on_cpu():
-                outs.append(mx.array(np.concatenate(blocks)))
-            else:
-                outs.append(blocks[0] if len(blocks) == 1 else mx.concatenate(blocks))
-        return mx.stack(outs)  # (B, frames, conv_dim[-1])
+            out.append([block(audio[i], t0 * stride, (min(t0 + self.BLOCK_FRAMES, n_out) - 1) * stride + reach, w0, b0)
+                        for t0 in range(0, n_out, self.BLOCK_FRAMES)])
+        return out
+
+    def _block_mlx(self, audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray) -> mx.array:
+        k0, s0 = self._k[0], self._s[0]
+        x = mx.array(audio[lo * s0: (hi - 1) * s0 + k0])[None, :, None]  # (1, N, 1)
+        h = gelu(strided_conv1d(x, mx.array(w0.T[:, :, None]), mx.array(b0), s0))
+        for layer in self.conv_layers[1:]:
+            h = layer(h)
+            mx.eval(h)
+        return h[0]
+
+    def _block_numpy(self, audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray) -> np.ndarray:
+        k0, s0 = self._k[0], self._s[0]
+        h = gelu_numpy(_frames(audio[lo * s0: (hi - 1) * s0 + k0, None], k0, s0, hi - lo) @ w0, b0)
+        for layer, k, s in zip(self.conv_layers[1:], self._k[1:], self._s[1:]):
+            w = np.asarray(layer.conv.weight)  # (out, k, in): rows of w.reshape(out, k·in) are tap-major
+            h = _frames(h, k, s, (h.shape[0] - k) // s + 1) @ w.reshape(w.shape[0], -1).T
+            h = gelu_numpy(h, np.asarray(layer.conv.bias) if "bias" in layer.conv else None)
+        return h
+
+    def __call__(self, wav: mx.array) -> mx.array:
+        """(B, N) waveform -> (B, frames, conv_dim[-1]) in MLX."""
+        blocks = self._run(np.ascontiguousarray(np.asarray(wav, np.float32)), self._block_mlx)
+        return mx.stack([mx.concatenate(bl) if len(bl) > 1 else bl[0] for bl in blocks])
+
+    def forward_numpy(self, audio: np.ndarray) -> np.ndarray:
+        """(B, N) waveform -> (B, frames, conv_dim[-1]) in numpy."""
+        blocks = self._run(np.ascontiguousarray(audio, np.float32), self._block_numpy)
+        return np.stack([np.concatenate(bl) for bl in blocks])
 
 
 class FeatureProjection(nn.Module):
@@ -464,6 +496,9 @@ class FeatureProjection(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.projection(self.layer_norm(x))
+
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        return _linear_numpy(self.projection, _layer_norm_numpy(self.layer_norm, x))
 
 
 class _SpectralWeight:
@@ -477,13 +512,12 @@ class _SpectralWeight:
 class PositionalConv(nn.Module):
     """Grouped conv (kernel K, 'same' padding K/2, last frame dropped for even K) + GELU.
 
-    ``weight`` is (K, groups, in_g, out_g): tap j is one batched matmul over the groups.
+    ``weight`` is (K, groups, in_g, out_g): in MLX, tap j is one batched matmul over the groups.
 
-    On the CPU the convolution runs by FFT (overlap-save, numpy): HuBERT-base's kernel is
-    128 taps of 16 groups of 48×48 matrices, 14 GFLOP for 30 s computed directly, of which
-    MLX's CPU backend makes 1.6 s of small matmuls; in the frequency domain it is ~0.5 GFLOP
-    (measured 0.03 s), and the float64 transforms add ~2e-7 relative error. Other devices
-    run the direct form.
+    In numpy the convolution runs by FFT (overlap-save): HuBERT-base's kernel is 128 taps of
+    16 groups of 48×48 matrices, 14 GFLOP for 30 s computed directly (1.6 s of small matmuls
+    on MLX's CPU backend); in the frequency domain it is ~0.5 GFLOP (measured 0.03 s), and
+    the float64 transforms add ~2e-7 relative error.
     """
 
     FFT_SIZE = 256  # per overlap-save block; N − K + 1 = 129 output frames per block at K = 128
@@ -496,44 +530,40 @@ class PositionalConv(nn.Module):
         self.groups = g
         self._spectral: _SpectralWeight | None = None
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def _out_frames(self, t: int) -> int:
         k = self.weight.shape[0]
-        t_out = x.shape[1] + 2 * (k // 2) - k + 1
-        if k % 2 == 0:
-            t_out -= 1  # an even kernel with K/2 padding yields one frame too many; the reference drops it
-        if on_cpu():
-            y = self._fft_conv(x, t_out)
-            y += np.asarray(self.bias)
-            return mx.array(gelu_numpy(y))
-        return gelu(self._direct_conv(x, t_out) + self.bias)
+        # an even kernel with K/2 padding yields one frame too many; the reference drops it
+        return t + 2 * (k // 2) - k + 1 - (1 if k % 2 == 0 else 0)
 
-    def _direct_conv(self, x: mx.array, t_out: int) -> mx.array:
+    def __call__(self, x: mx.array) -> mx.array:
         b, t, h = x.shape
         k, g = self.weight.shape[0], self.groups
         pad = k // 2
+        t_out = self._out_frames(t)
         xg = mx.pad(x, [(0, 0), (pad, pad), (0, 0)]).reshape(b, t + 2 * pad, g, h // g).transpose(0, 2, 1, 3)
         y = None
         for j in range(k):
             part = xg[:, :, j: j + t_out] @ self.weight[j]  # (B, G, T_out, out_g)
             y = part if y is None else y + part
-        return y.transpose(0, 2, 1, 3).reshape(b, t_out, h)
+        return gelu(y.transpose(0, 2, 1, 3).reshape(b, t_out, h) + self.bias)
 
     def _spectrum(self, n: int) -> np.ndarray:
         """conj(rfft(kernel)) over taps, (n/2+1, G, in_g, out_g) complex64, computed once per weight."""
-        if self._spectral is None or self._spectral.source is not self.weight:
+        if self._spectral is None or self._spectral.source is not self.weight or self._spectral.spectrum.shape[0] != n // 2 + 1:
             w = np.asarray(self.weight, np.float64)
             spectrum = np.conj(np.fft.rfft(w, n=n, axis=0)).astype(np.complex64)
             self._spectral = _SpectralWeight(self.weight, spectrum)
         return self._spectral.spectrum
 
-    def _fft_conv(self, x: mx.array, t_out: int) -> np.ndarray:
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
         b, t, h = x.shape
         k, g = self.weight.shape[0], self.groups
+        t_out = self._out_frames(t)
         n = max(self.FFT_SIZE, 1 << (2 * k - 1).bit_length())
         span = n - k + 1  # output frames per block (no circular wrap-around reaches them)
         blocks = -(-t_out // span)
         xp = np.zeros((b, blocks * span + k - 1, h), np.float32)
-        xp[:, k // 2: k // 2 + t] = np.asarray(x, np.float32)
+        xp[:, k // 2: k // 2 + t] = x
         starts = np.arange(blocks)[:, None] * span + np.arange(n)[None]
         seg = xp[:, starts]  # (B, blocks, N, H): overlapping windows of the padded input
         # correlation theorem: y[t] = Σ_j x[t+j]·w[j]  <=>  Y = X · conj(W), channels mixed per bin and group
@@ -542,7 +572,8 @@ class PositionalConv(nn.Module):
         mixed = spec @ self._spectrum(n)  # (F, G, B·blocks, out_g)
         mixed = mixed.transpose(2, 0, 1, 3).reshape(b, blocks, -1, h)
         y = np.fft.irfft(mixed, n=n, axis=2)[:, :, :span]  # (B, blocks, span, H)
-        return y.reshape(b, blocks * span, h)[:, :t_out].astype(np.float32)
+        y = y.reshape(b, blocks * span, h)[:, :t_out].astype(np.float32)
+        return gelu_numpy(y, np.asarray(self.bias))
 
 
 class PosConvEmbed(nn.Module):
@@ -552,6 +583,9 @@ class PosConvEmbed(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.conv(x)
+
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        return self.conv.forward_numpy(x)
 
 
 class Attention(nn.Module):
@@ -567,17 +601,12 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         b, t, h = x.shape
-        q, k, v = self.q_proj(x) * self.head_dim**-0.5, self.k_proj(x), self.v_proj(x)
-        o = self._core_numpy(q, k, v) if on_cpu() else self._core_mlx(q, k, v)
-        return self.out_proj(o)
-
-    def _core_mlx(self, q: mx.array, k: mx.array, v: mx.array) -> mx.array:
-        b, t, h = q.shape
 
         def heads(y):
             return y.reshape(b, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
 
-        q, k, v = heads(q), heads(k), heads(v)
+        q = heads(self.q_proj(x) * self.head_dim**-0.5)
+        k, v = heads(self.k_proj(x)), heads(self.v_proj(x))
         # a few heads at a time: the (heads, T, T) score matrices dominate memory on long chunks
         step = max(1, HEADS_PER_STEP if t > 512 else self.n_heads)
         parts = []
@@ -586,32 +615,32 @@ class Attention(nn.Module):
             mx.eval(p)
             parts.append(p)
         o = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
-        return o.transpose(0, 2, 1, 3).reshape(b, t, h)
+        return self.out_proj(o.transpose(0, 2, 1, 3).reshape(b, t, h))
 
-    def _core_numpy(self, q: mx.array, k: mx.array, v: mx.array) -> mx.array:
-        """softmax(q·kᵀ)·v per head in numpy, on blocks of query rows (memory: ROWS × T scores).
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        """softmax(q·kᵀ)·v per head on blocks of query rows (memory: ROWS × T scores).
 
-        Measured at 30 s: 54 ms a layer against 168 ms through MLX (its matmuls are fine, its
-        single-threaded exp is not). Normalising the (rows, head_dim) product instead of the
-        (rows, T) probabilities saves a pass over the scores.
+        Normalising the (rows, head_dim) product instead of the (rows, T) probabilities saves a
+        pass over the scores.
         """
-        mx.eval(q, k, v)
-        qn, kn, vn = np.asarray(q), np.asarray(k), np.asarray(v)  # (B, T, H), views of MLX memory
-        b, t, h = qn.shape
+        q = _linear_numpy(self.q_proj, x)
+        q *= self.head_dim**-0.5
+        k, v = _linear_numpy(self.k_proj, x), _linear_numpy(self.v_proj, x)
+        b, t, h = x.shape
         d = self.head_dim
         out = np.empty((b, t, h), np.float32)
         for i in range(b):
             for j in range(self.n_heads):
                 cols = slice(j * d, (j + 1) * d)
-                kt = kn[i, :, cols].T  # (d, T), a strided view BLAS reads as transposed
+                kt = k[i, :, cols].T  # (d, T), a strided view BLAS reads as transposed
                 for r0 in range(0, t, ATTENTION_ROWS):
                     r1 = min(r0 + ATTENTION_ROWS, t)
-                    scores = qn[i, r0:r1, cols] @ kt  # (rows, T)
+                    scores = q[i, r0:r1, cols] @ kt  # (rows, T)
                     scores -= scores.max(axis=-1, keepdims=True)
                     np.exp(scores, out=scores)
                     total = scores.sum(axis=-1, keepdims=True)
-                    out[i, r0:r1, cols] = (scores @ vn[i, :, cols]) / total
-        return mx.array(out)
+                    out[i, r0:r1, cols] = (scores @ v[i, :, cols]) / total
+        return _linear_numpy(self.out_proj, out)
 
 
 class FeedForward(nn.Module):
@@ -621,11 +650,12 @@ class FeedForward(nn.Module):
         self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
-        h = self.intermediate_dense(x)
-        if on_cpu():  # see gelu_numpy
-            mx.eval(h)
-            return self.output_dense(mx.array(gelu_numpy(np.asarray(h))))
-        return self.output_dense(gelu(h))
+        return self.output_dense(gelu(self.intermediate_dense(x)))
+
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        dense = self.intermediate_dense
+        h = gelu_numpy(x @ np.asarray(dense.weight).T, np.asarray(dense.bias))
+        return _linear_numpy(self.output_dense, h)
 
 
 class EncoderLayer(nn.Module):
@@ -642,6 +672,14 @@ class EncoderLayer(nn.Module):
         x = self.layer_norm(x + self.attention(x))
         return self.final_layer_norm(x + self.feed_forward(x))
 
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        y = self.attention.forward_numpy(x)
+        y += x
+        x = _layer_norm_numpy(self.layer_norm, y)
+        y = self.feed_forward.forward_numpy(x)
+        y += x
+        return _layer_norm_numpy(self.final_layer_norm, y)
+
 
 class Encoder(nn.Module):
     def __init__(self, cfg: HubertConfig):
@@ -652,6 +690,12 @@ class Encoder(nn.Module):
 
 
 class HubertModel(nn.Module):
+    """HuBERT-base with RVC's ``final_proj``.
+
+    Every module has an MLX ``__call__`` and a numpy ``forward_numpy`` computing the same
+    thing; :func:`use_numpy` picks one for the whole model (numpy on the CPU).
+    """
+
     def __init__(self, cfg: HubertConfig):
         super().__init__()
         self.cfg = cfg
@@ -661,25 +705,40 @@ class HubertModel(nn.Module):
         if cfg.final_proj_size:
             self.final_proj = nn.Linear(cfg.hidden_size, cfg.final_proj_size)
 
-    def __call__(self, wav: mx.array, *, up_to_layer: int | None = None,
-                 trace: dict | None = None) -> list[mx.array]:
+    def __call__(self, wav: mx.array | np.ndarray, *, up_to_layer: int | None = None,
+                 trace: dict | None = None) -> list:
         """Hidden states 0..up_to_layer (default: all) for a (B, N) 16 kHz waveform.
 
         hidden_states[0] is the encoder input (LayerNorm(x + pos_conv(x))), [n] the output of
-        layer n, as Hugging Face numbers them.
+        layer n, as Hugging Face numbers them. Returns MLX arrays, or numpy arrays when
+        :func:`use_numpy` (as are the ``trace`` entries: conv features, projection, pos conv).
         """
-        feats = self.feature_extractor(wav)
-        x = self.feature_projection(feats)
-        pos = self.encoder.pos_conv_embed(x)
+        last = self.cfg.num_hidden_layers if up_to_layer is None else up_to_layer
+        enc = self.encoder
+        if use_numpy():
+            feats = self.feature_extractor.forward_numpy(np.asarray(wav, np.float32))
+            x = self.feature_projection.forward_numpy(feats)
+            pos = enc.pos_conv_embed.forward_numpy(x)
+            layer_norm, steps = _layer_norm_numpy, [layer.forward_numpy for layer in enc.layers[:last]]
+        else:
+            feats = self.feature_extractor(mx.array(wav))
+            x = self.feature_projection(feats)
+            pos = enc.pos_conv_embed(x)
+            layer_norm, steps = (lambda ln, y: ln(y)), enc.layers[:last]
         if trace is not None:
             trace.update(conv_features=feats, projected_features=x, pos_conv_out=pos)
-        x = self.encoder.layer_norm(x + pos)
+        x = layer_norm(enc.layer_norm, x + pos)
         states = [x]
-        last = self.cfg.num_hidden_layers if up_to_layer is None else up_to_layer
-        for layer in self.encoder.layers[:last]:
-            x = layer(x)
+        for step in steps:
+            x = step(x)
             states.append(x)
         return states
+
+    def project(self, state):
+        """``final_proj`` of a hidden state (MLX or numpy, as :meth:`__call__` returned it)."""
+        if isinstance(state, np.ndarray):
+            return _linear_numpy(self.final_proj, state)
+        return self.final_proj(state)
 
     def features(self, audio: np.ndarray, *, version: str) -> np.ndarray:
         """RVC content features of a mono 16 kHz float waveform: (frames, 256) for v1, (frames, 768) for v2."""
@@ -688,15 +747,20 @@ class HubertModel(nn.Module):
         min_len = _receptive_length(self.cfg)
         if len(audio) < min_len:
             raise ValueError(f"{len(audio)} samples are fewer than the encoder's {min_len}-sample receptive field")
-        wav = mx.array(np.asarray(audio, np.float32)[None])
-        if version == "v1":
-            if not self.cfg.final_proj_size or self.cfg.num_hidden_layers < V1_LAYER:
-                raise ValueError("this encoder cannot make v1 features (needs final_proj and ≥ 9 layers)")
-            out = self.final_proj(self(wav, up_to_layer=V1_LAYER)[V1_LAYER])
-        else:
+        wav = np.asarray(audio, np.float32)[None]
+        if version == "v2":
             out = self(wav)[-1]
-        mx.eval(out)
+        elif not self.cfg.final_proj_size or self.cfg.num_hidden_layers < V1_LAYER:
+            raise ValueError("this encoder cannot make v1 features (needs final_proj and ≥ 9 layers)")
+        else:
+            out = self.project(self(wav, up_to_layer=V1_LAYER)[V1_LAYER])
+        if isinstance(out, mx.array):
+            mx.eval(out)
         return np.asarray(out[0])
+
+
+def use_numpy() -> bool:
+    return NUMPY_ON_CPU and on_cpu()
 
 
 def _receptive_length(cfg: HubertConfig) -> int:

@@ -6,7 +6,6 @@ Fixture arrays: ``conv_features`` in the reference's (B, C, T) layout, the other
 
 from __future__ import annotations
 
-import mlx.core as mx
 import numpy as np
 
 from ..importer import convert, read_source
@@ -22,7 +21,7 @@ def run(fixture: Fixture) -> dict[str, np.ndarray]:
     name = fixture.entry.get("model") or ("models/hubert_base_768" if "768" in fixture.name else "models/hubert_base")
     config, weights = convert(read_source(fixture.resolve(name)))
     model = hubert.build(hubert.HubertConfig.from_dict(config), weights)
-    wav = mx.array(fixture["input_16k"].astype(np.float32)[None])
+    wav = fixture["input_16k"].astype(np.float32)[None]
     trace: dict = {}
     states = model(wav, trace=trace)
     out = {
@@ -37,5 +36,5 @@ def run(fixture: Fixture) -> dict[str, np.ndarray]:
     n = model.cfg.num_hidden_layers
     out[f"feats_v2_layer{n}"] = stacked[-1]
     if model.cfg.final_proj_size and n >= hubert.V1_LAYER:
-        out["feats_v1_layer9_final_proj"] = np.asarray(model.final_proj(states[hubert.V1_LAYER])[0])
+        out["feats_v1_layer9_final_proj"] = np.asarray(model.project(states[hubert.V1_LAYER])[0])
     return out
