@@ -6,6 +6,7 @@ import json
 import pickle
 import zipfile
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -114,3 +115,111 @@ def test_config_that_contradicts_weights_is_refused(tmp_path):
     (bad / "model.safetensors").write_bytes((MODELS / "hubert_base_safetensors" / "model.safetensors").read_bytes())
     with pytest.raises(ModelConfigError, match="missing encoder.layers.12"):
         import_model(bad, out=tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- the two paths
+# On the CPU the model runs in numpy (hubert.NUMPY_ON_CPU); the MLX path serves other devices.
+# Both must compute the same thing, stage by stage.
+
+
+@pytest.fixture
+def mlx_path(monkeypatch):
+    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
+
+
+def _stages(model, wav):
+    trace: dict = {}
+    states = model(wav, trace=trace)
+    out = {k: np.asarray(v) for k, v in trace.items()}
+    out.update({f"h{i}": np.asarray(s) for i, s in enumerate(states)})
+    return out
+
+
+def _rel_rms(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
+
+
+@pytest.mark.parametrize("form", ["hubert_base", "hubert_base_768"])
+def test_numpy_and_mlx_paths_agree_stage_by_stage(form, audio, monkeypatch):
+    config, weights = convert(read_source(MODELS / form))
+    model = hubert.build(hubert.HubertConfig.from_dict(config), weights)
+    wav = audio[None].astype(np.float32)
+    assert hubert.use_numpy()
+    fast = _stages(model, wav)
+    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
+    slow = _stages(model, wav)
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert fast[key].shape == slow[key].shape, key
+        assert _rel_rms(fast[key], slow[key]) < 2e-6, key
+
+
+def test_mlx_path_matches_reference(mlx_path):
+    report = run_parity(FIXTURES / "hubert.npz")
+    assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
+
+
+def test_gelu_numpy_is_exact_erf_gelu():
+    from scipy.special import erf
+
+    rng = np.random.default_rng(0)
+    # enough rows for every thread to get several pieces, and the tails where erf saturates
+    x = (rng.standard_normal((700, 512)) * 3).astype(np.float32)
+    x[0, :8] = [0.0, -0.0, 1e-30, -1e-30, 9.0, -9.0, 40.0, -40.0]
+    bias = rng.standard_normal(512).astype(np.float32)
+    z = x.astype(np.float64) + bias
+    expected = z * 0.5 * (1 + erf(z / np.sqrt(2)))
+    got = hubert.gelu_numpy(x, bias)
+    assert np.abs(got - expected).max() < 1e-6 * max(1.0, np.abs(z).max() / 10)
+    inplace = x.copy()
+    assert hubert.gelu_numpy(inplace, bias, inplace=True) is inplace
+    np.testing.assert_array_equal(inplace, got)
+    np.testing.assert_array_equal(hubert.gelu_numpy(x[:3, :5]), hubert.gelu_numpy(x)[:3, :5])
+
+
+def test_softmax_without_shift_equals_shifted(monkeypatch):
+    cfg = hubert.HubertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32,
+                              conv_dim=(16,) * 2, conv_kernel=(10, 3), conv_stride=(5, 2), conv_bias=False,
+                              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    weights = hubert.random_weights(cfg, seed=3)
+    model = hubert.build(cfg, weights)
+    attn = model.encoder.layers[0].attention
+    x = np.random.default_rng(1).standard_normal((1, 300, 64)).astype(np.float32)
+    unshifted = attn.forward_numpy(x)
+    monkeypatch.setattr(hubert, "SAFE_LOGIT", -1.0)  # always subtract the row max
+    shifted = attn.forward_numpy(x)
+    assert _rel_rms(unshifted, shifted) < 1e-6
+    # logits far beyond exp's range take the shifted path and stay finite
+    monkeypatch.undo()
+    big = x * 300
+    out = attn.forward_numpy(big)
+    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
+    assert np.isfinite(out).all()
+    assert _rel_rms(out, np.asarray(attn(mx.array(big)))) < 1e-5
+
+
+@pytest.mark.parametrize("path", ["numpy", "mlx"])
+def test_feature_extractor_blocks_join_seamlessly(path, models, audio, monkeypatch):
+    model = models["hubert_base"][1]
+    fe = model.feature_extractor
+    wav = audio[None].astype(np.float32)
+    run = fe.forward_numpy if path == "numpy" else (lambda w: np.asarray(fe(mx.array(w))))
+    whole = run(wav)
+    monkeypatch.setattr(hubert.FeatureExtractor, "BLOCK_FRAMES", 7)  # 199 frames in 29 blocks
+    # equal up to BLAS's size-dependent summation order (a few ULPs); a seam error would be O(1)
+    assert _rel_rms(run(wav), whole) < 1e-6
+    assert whole.shape == (1, 199, 32)
+
+
+@pytest.mark.parametrize("kernel", [128, 33])
+def test_positional_conv_fft_equals_direct(kernel):
+    cfg = hubert.HubertConfig(hidden_size=96, num_hidden_layers=0, num_attention_heads=4, intermediate_size=32,
+                              conv_dim=(16,), conv_kernel=(10,), conv_stride=(5,), conv_bias=False,
+                              num_conv_pos_embeddings=kernel, num_conv_pos_embedding_groups=16, final_proj_size=None)
+    conv = hubert.build(cfg, hubert.random_weights(cfg, seed=2)).encoder.pos_conv_embed.conv
+    for frames in (5, 150, 700):  # shorter than the kernel, and several overlap-save blocks
+        x = np.random.default_rng(frames).standard_normal((1, frames, 96)).astype(np.float32)
+        direct = np.asarray(conv(mx.array(x)))
+        assert direct.shape == (1, frames, 96)  # 'same' length: an even kernel's extra frame is dropped
+        assert _rel_rms(conv.forward_numpy(x), direct) < 1e-6
