@@ -223,3 +223,46 @@ def test_positional_conv_fft_equals_direct(kernel):
         direct = np.asarray(conv(mx.array(x)))
         assert direct.shape == (1, frames, 96)  # 'same' length: an even kernel's extra frame is dropped
         assert _rel_rms(conv.forward_numpy(x), direct) < 1e-6
+
+
+# ----------------------------------------------------------------------------- malformed encoders
+
+
+def _hf_copy(tmp_path, edit=None, weights=None):
+    d = tmp_path / "enc"
+    d.mkdir()
+    cfg = json.loads((MODELS / "hubert_base" / "config.json").read_text())
+    if edit:
+        edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+    src = MODELS / "hubert_base_safetensors" / "model.safetensors"
+    (d / "model.safetensors").write_bytes(weights(src.read_bytes()) if weights else src.read_bytes())
+    return d
+
+
+@pytest.mark.parametrize("case", ["truncated_pt", "truncated_safetensors", "conv_pos_batch_norm",
+                                  "pre_ln", "missing_config_field", "not_hubert"])
+def test_malformed_encoder_is_refused_with_one_line(case, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlx_rvc.cli import app
+
+    if case == "truncated_pt":
+        src = tmp_path / "hubert_base.pt"
+        src.write_bytes((MODELS / "hubert_base.pt").read_bytes()[:50_000])
+    elif case == "truncated_safetensors":
+        src = _hf_copy(tmp_path, weights=lambda b: b[: len(b) // 2])
+    elif case == "conv_pos_batch_norm":
+        src = _hf_copy(tmp_path, lambda c: c.update(conv_pos_batch_norm=True))
+    elif case == "pre_ln":
+        src = _hf_copy(tmp_path, lambda c: c.update(do_stable_layer_norm=True))
+    elif case == "missing_config_field":
+        src = _hf_copy(tmp_path, lambda c: c.pop("num_conv_pos_embedding_groups"))
+    else:
+        src = _hf_copy(tmp_path, lambda c: c.update(model_type="wav2vec2"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["import", str(src), "--out", str(out)], env={"COLUMNS": "1000"})
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert not out.exists()

@@ -134,6 +134,10 @@ def config_from_hf(hf: dict[str, Any], weights: dict[str, np.ndarray], *, name: 
         raise UnknownModelError(f"{name}: only post-LN HuBERT with a group-norm feature extractor is supported")
     if str(hf.get("hidden_act", "gelu")) != "gelu" or str(hf.get("feat_extract_activation", "gelu")) != "gelu":
         raise UnknownModelError(f"{name}: activation {hf.get('hidden_act')!r} is not supported (gelu only)")
+    # variants transformers' HubertConfig can describe but HuBERT-base/ContentVec never use
+    if hf.get("conv_pos_batch_norm", False) or not hf.get("feat_proj_layer_norm", True):
+        raise UnknownModelError(f"{name}: positional-conv batch norm or a feature projection without "
+                                "LayerNorm is not supported (HuBERT-base layout only)")
     final = weights.get("final_proj.weight")
     try:
         return HubertConfig(
