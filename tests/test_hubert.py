@@ -266,3 +266,21 @@ def test_malformed_encoder_is_refused_with_one_line(case, tmp_path):
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- full size
+
+
+@pytest.mark.fullsize
+def test_fullsize_every_form_matches_reference(fullsize_dir):
+    """Full-size HuBERT-base fixtures (benchmarks/reference/make_hubert_fixtures.py or make_fullsize.py)."""
+    listed = json.loads((fullsize_dir / "fixtures.json").read_text())["fixtures"]
+    names = sorted(n for n in listed if n.startswith("hubert"))
+    if not names:
+        pytest.skip(f"no HuBERT fixtures in {fullsize_dir}")
+    for name in names:
+        report = run_parity(fullsize_dir / name)
+        assert report.passed, (name, [c.as_dict() for c in report.checks if not c.passed])
+        for c in report.checks:
+            if c.key.startswith("feats_"):
+                assert c.diff.rel_rms <= 1e-4, (name, c.key, c.diff.rel_rms)
