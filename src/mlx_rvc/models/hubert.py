@@ -310,9 +310,34 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
         run(0, n_rows)
         return out
     if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-gelu")  # numpy releases the GIL
+        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy")  # numpy releases the GIL
     list(_pool.map(lambda lo: run(lo, min(lo + share, n_rows)), range(0, n_rows, share)))
     return out
+
+
+def _exp_rows(scores: np.ndarray, *, shift: bool) -> np.ndarray:
+    """exp(scores − row max if shift) in place, on cache-sized row blocks over the threads; row sums (rows, 1)."""
+    global _pool
+    rows, width = scores.shape
+    total = np.empty((rows, 1), np.float32)
+    step = max(1, _GELU_PIECE // width)
+
+    def run(lo: int, hi: int) -> None:
+        for r0 in range(lo, hi, step):
+            block = scores[r0:min(r0 + step, hi)]
+            if shift:
+                block -= block.max(axis=-1, keepdims=True)
+            np.exp(block, out=block)
+            np.sum(block, axis=-1, keepdims=True, out=total[r0:r0 + block.shape[0]])
+
+    share = -(-rows // _THREADS)
+    if _THREADS == 1 or share < 2 * step:
+        run(0, rows)
+        return total
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy")
+    list(_pool.map(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share)))
+    return total
 
 
 def _linear_numpy(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
@@ -677,10 +702,7 @@ class Attention(nn.Module):
                     # passes over the (rows, T) scores saved.
                     v_max = float(np.abs(v[i, :, cols]).max())
                     limit = min(SAFE_LOGIT, _FLOAT32_MAX_LOG - np.log(t * (1.0 + v_max)))
-                    if q_norm[i, r0:r1, j].max() * k_norm[i, j] >= limit:
-                        scores -= scores.max(axis=-1, keepdims=True)
-                    np.exp(scores, out=scores)
-                    total = scores.sum(axis=-1, keepdims=True)
+                    total = _exp_rows(scores, shift=q_norm[i, r0:r1, j].max() * k_norm[i, j] >= limit)
                     out[i, r0:r1, cols] = (scores @ v[i, :, cols]) / total
         return _linear_numpy(self.out_proj, out)
 
