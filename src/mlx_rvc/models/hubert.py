@@ -248,33 +248,38 @@ def convert_checkpoint(obj: Any, *, name: str = "encoder") -> tuple[dict[str, An
 # pieces at ~400 M/s per thread. HuBERT-base applies GELU to ~150 M values per 30 s of audio.
 _ERFC_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erfc(z) ≈ poly(t)·exp(−z²), t = 1/(1 + p·z), |error| ≤ 1.5e-7
 _ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-_GELU_PIECE = 65536  # values per piece: three float32 buffers of 256 KiB stay in the L2 cache
+_GELU_PIECE = 65536  # values per piece (per-call overhead vs the 1 MiB L2 cache: measured best of 32 K, 64 K, 128 K)
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
 
 
-def _gelu_piece(x: np.ndarray, out: np.ndarray, t: np.ndarray, e: np.ndarray) -> None:
-    """out = x·Φ(x) for a 1-D float32 piece; t, e: scratch of the same length."""
-    np.abs(x, out=t)
-    t *= _ERFC_P * 0.7071067811865476  # z = |x|/√2
+_ERFC_A_HALF = tuple(-0.5 * a for a in _ERFC_A)  # the −½ of the formula below, folded into the polynomial
+
+
+def _gelu_piece(x: np.ndarray, out: np.ndarray, t: np.ndarray, e: np.ndarray, a: np.ndarray) -> None:
+    """out = x·Φ(x) for a 1-D float32 piece; t, e, a: scratch of the same length.
+
+    x·Φ(x) = max(x, 0) − ½·|x|·erfc(|x|/√2) for either sign, so the tails need no branch.
+    """
+    np.abs(x, out=a)
+    np.multiply(a, _ERFC_P * 0.7071067811865476, out=t)  # p·z, z = |x|/√2
     t += 1.0
     np.reciprocal(t, out=t)
-    np.multiply(x, x, out=e)
+    np.multiply(a, a, out=e)
     e *= -0.5
     np.exp(e, out=e)  # exp(−z²)
-    np.multiply(t, _ERFC_A[4], out=out)
-    for c in _ERFC_A[3::-1]:
+    np.multiply(t, _ERFC_A_HALF[4], out=out)
+    for c in _ERFC_A_HALF[3::-1]:
         out += c
         out *= t
-    out *= e  # erfc(|x|/√2) = 2·Φ(−|x|)
-    np.copysign(out, x, out=out)
-    out *= -0.5  # x ≥ 0: −Φ(−x); x < 0: Φ(x)
-    out += x >= 0  # x ≥ 0: Φ(x) = 1 − Φ(−x)
-    out *= x
+    out *= e  # −½·erfc(z)
+    out *= a
+    np.maximum(x, 0.0, out=a)
+    out += a
 
 
 def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool = False) -> np.ndarray:
-    """GELU(x + bias) (exact erf form) in float32 numpy, ≤ 4.3e-7 from float64 (measured).
+    """GELU(x + bias) (exact erf form) in float32 numpy, ≤ 3.4e-7 from float64 (measured).
 
     Works piece by piece on whole rows so that every piece stays in cache; the bias (over the
     last axis) is added to a piece just before its GELU. ``inplace`` writes the result over
@@ -293,8 +298,7 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
 
     def run(lo: int, hi: int) -> None:
         z = np.empty((step, width), np.float32)
-        t = np.empty(step * width, np.float32)
-        e = np.empty(step * width, np.float32)
+        t, e, a = (np.empty(step * width, np.float32) for _ in range(3))
         for r0 in range(lo, hi, step):
             r1 = min(r0 + step, hi)
             zp = z[: r1 - r0]
@@ -303,7 +307,7 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
             else:
                 zp[...] = rows_in[r0:r1]  # a copy: the result may overwrite x
             m = zp.size
-            _gelu_piece(zp.reshape(-1), rows_out[r0:r1].reshape(-1), t[:m], e[:m])
+            _gelu_piece(zp.reshape(-1), rows_out[r0:r1].reshape(-1), t[:m], e[:m], a[:m])
 
     share = -(-n_rows // _THREADS)
     if _THREADS == 1 or share < 4 * step:
