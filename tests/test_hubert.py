@@ -284,3 +284,15 @@ def test_fullsize_every_form_matches_reference(fullsize_dir):
         for c in report.checks:
             if c.key.startswith("feats_"):
                 assert c.diff.rel_rms <= 1e-4, (name, c.key, c.diff.rel_rms)
+
+
+def test_numpy_threads_survive_fork():
+    """A forked child (multiprocessing's default on Linux) inherits the pool object but not its threads."""
+    import multiprocessing as mp
+
+    x = np.random.default_rng(0).standard_normal((4000, 512)).astype(np.float32)
+    expected = hubert.gelu_numpy(x)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(hubert.gelu_numpy, (x,)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)

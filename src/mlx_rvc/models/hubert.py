@@ -250,7 +250,18 @@ _ERFC_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erfc(z) ≈ poly(t)·exp(−z
 _ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 _GELU_PIECE = 65536  # values per piece (per-call overhead vs the 1 MiB L2 cache: measured best of 32 K, 64 K, 128 K)
 _THREADS = max(1, min(4, os.cpu_count() or 1))
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+
+
+def _in_threads(fn, starts) -> None:
+    """fn(start) for each start, on the shared worker threads (numpy's loops release the GIL).
+
+    The pool is remade in a forked child, whose copy of the parent's pool has no threads.
+    """
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy"))
+    list(_pool[1].map(fn, starts))
 
 
 _ERFC_A_HALF = tuple(-0.5 * a for a in _ERFC_A)  # the −½ of the formula below, folded into the polynomial
@@ -286,7 +297,6 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
     ``x``, sparing a fresh allocation (page faults cost ~0.25 ms per MB here). Pieces are
     shared among up to 4 threads.
     """
-    global _pool
     x = np.ascontiguousarray(x, np.float32)
     if x.ndim == 0:
         raise ValueError("gelu_numpy needs an array with a channel axis")
@@ -313,15 +323,12 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
     if _THREADS == 1 or share < 4 * step:
         run(0, n_rows)
         return out
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy")  # numpy releases the GIL
-    list(_pool.map(lambda lo: run(lo, min(lo + share, n_rows)), range(0, n_rows, share)))
+    _in_threads(lambda lo: run(lo, min(lo + share, n_rows)), range(0, n_rows, share))
     return out
 
 
 def _exp_rows(scores: np.ndarray, *, shift: bool) -> np.ndarray:
     """exp(scores − row max if shift) in place, on cache-sized row blocks over the threads; row sums (rows, 1)."""
-    global _pool
     rows, width = scores.shape
     total = np.empty((rows, 1), np.float32)
     step = max(1, _GELU_PIECE // width)
@@ -338,9 +345,7 @@ def _exp_rows(scores: np.ndarray, *, shift: bool) -> np.ndarray:
     if _THREADS == 1 or share < 2 * step:
         run(0, rows)
         return total
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy")
-    list(_pool.map(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share)))
+    _in_threads(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share))
     return total
 
 
