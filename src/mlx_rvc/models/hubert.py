@@ -8,12 +8,17 @@ The configuration always comes from the file: fairseq ``cfg["model"]`` (or ``arg
 
 RVC's feature kinds: v1 = ``final_proj(hidden_states[9])`` (256-d), v2 = the last layer's
 output (768-d). Input is the un-normalised 16 kHz waveform, as the reference pipeline feeds it.
+
+Every module computes in MLX (``__call__``) and in numpy (``forward_numpy``); the model takes the
+numpy path on the CPU (see ``NUMPY_ON_CPU``) and MLX elsewhere. Both are checked against the
+reference fixtures and against each other.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,12 +41,12 @@ V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
 # more: numpy's OpenBLAS threads keep spinning after each call and halve the speed of the next
 # MLX matmul (measured 30 -> 60 ms). Tests set this to False to check the MLX path on the CPU.
 NUMPY_ON_CPU = True
-HEADS_PER_STEP = 4  # attention heads evaluated together on long inputs (bounds the T×T buffers)
+HEADS_PER_STEP = 4  # MLX path: attention heads evaluated together on long inputs (bounds the T×T buffers)
 # |score| below which the softmax's exp needs no max shift: e^±60 is a normal float32, and the
 # row sums and products with v are further capped by the key count and max |v| (see Attention)
 SAFE_LOGIT = 60.0
 _FLOAT32_MAX_LOG = float(np.log(np.finfo(np.float32).max))  # 88.7
-ATTENTION_ROWS = 2048  # query rows per score block on the CPU (41 s of audio in one block; 8 MB × T/1000)
+ATTENTION_ROWS = 2048  # numpy path: query rows per score block (41 s of audio in one block; 8 MB × T/1000)
 
 
 @dataclass(frozen=True)
@@ -172,8 +177,6 @@ def _canonical_name(key: str) -> str:
         key = key[len("hubert."):]
     if key.startswith("layer_norm."):
         return "feature_projection." + key
-    import re
-
     m = re.match(r"feature_extractor\.conv_layers\.(\d+)\.0\.(.+)$", key)
     if m:
         return f"feature_extractor.conv_layers.{m.group(1)}.conv.{m.group(2)}"
