@@ -330,10 +330,9 @@ def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool =
     return out
 
 
-def _exp_rows(scores: np.ndarray, *, shift: bool) -> np.ndarray:
-    """exp(scores − row max if shift) in place, on cache-sized row blocks over the threads; row sums (rows, 1)."""
+def _exp_rows(scores: np.ndarray, *, shift: bool) -> None:
+    """exp(scores − (row max if shift)) in place, on cache-sized row blocks over the threads."""
     rows, width = scores.shape
-    total = np.empty((rows, 1), np.float32)
     step = max(1, _GELU_PIECE // width)
 
     def run(lo: int, hi: int) -> None:
@@ -342,14 +341,12 @@ def _exp_rows(scores: np.ndarray, *, shift: bool) -> np.ndarray:
             if shift:
                 block -= block.max(axis=-1, keepdims=True)
             np.exp(block, out=block)
-            np.sum(block, axis=-1, keepdims=True, out=total[r0:r0 + block.shape[0]])
 
     share = -(-rows // _THREADS)
     if _THREADS == 1 or share < 2 * step:
         run(0, rows)
-        return total
-    _in_threads(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share))
-    return total
+    else:
+        _in_threads(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share))
 
 
 def _linear_numpy(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
@@ -690,8 +687,9 @@ class Attention(nn.Module):
     def forward_numpy(self, x: np.ndarray) -> np.ndarray:
         """softmax(q·kᵀ)·v per head on blocks of query rows (memory: ROWS × T scores).
 
-        Normalising the (rows, head_dim) product instead of the (rows, T) probabilities saves a
-        pass over the scores.
+        The unnormalised exp(scores) multiply [v | 1]: the extra column of ones gives the row
+        sums from the same GEMM (one pass over the (rows, T) scores fewer), and normalising the
+        (rows, head_dim) product is cheaper than normalising the probabilities.
         """
         q = _linear_numpy(self.q_proj, x)
         q *= self.head_dim**-0.5
@@ -701,21 +699,24 @@ class Attention(nn.Module):
         out = np.empty((b, t, h), np.float32)
         q_norm = np.sqrt(np.einsum("bthd,bthd->bth", *(q.reshape(b, t, self.n_heads, d),) * 2))  # (B, T, heads)
         k_norm = np.sqrt(np.einsum("bthd,bthd->bth", *(k.reshape(b, t, self.n_heads, d),) * 2)).max(axis=1)
+        v_ones = np.ones((t, d + 1), np.float32)
         for i in range(b):
             for j in range(self.n_heads):
                 cols = slice(j * d, (j + 1) * d)
                 kt = k[i, :, cols].T  # (d, T), a strided view BLAS reads as transposed
+                v_ones[:, :d] = v[i, :, cols]
+                # Softmax is shift-invariant; the max is subtracted only to keep exp finite.
+                # When Cauchy-Schwarz bounds every |score| so that exp, the row sums and the
+                # products with v stay in float32's normal range, the shift is skipped: two
+                # passes over the (rows, T) scores saved.
+                v_max = float(np.abs(v_ones).max())
+                limit = min(SAFE_LOGIT, _FLOAT32_MAX_LOG - np.log(t * v_max))
                 for r0 in range(0, t, ATTENTION_ROWS):
                     r1 = min(r0 + ATTENTION_ROWS, t)
                     scores = q[i, r0:r1, cols] @ kt  # (rows, T)
-                    # Softmax is shift-invariant; the max is subtracted only to keep exp finite.
-                    # When Cauchy-Schwarz bounds every |score| so that exp, the row sums and the
-                    # products with v stay in float32's normal range, the shift is skipped: two
-                    # passes over the (rows, T) scores saved.
-                    v_max = float(np.abs(v[i, :, cols]).max())
-                    limit = min(SAFE_LOGIT, _FLOAT32_MAX_LOG - np.log(t * (1.0 + v_max)))
-                    total = _exp_rows(scores, shift=q_norm[i, r0:r1, j].max() * k_norm[i, j] >= limit)
-                    out[i, r0:r1, cols] = (scores @ v[i, :, cols]) / total
+                    _exp_rows(scores, shift=q_norm[i, r0:r1, j].max() * k_norm[i, j] >= limit)
+                    weighted = scores @ v_ones  # (rows, d + 1): Σ p·v and Σ p
+                    np.divide(weighted[:, :d], weighted[:, d:], out=out[i, r0:r1, cols])
         return _linear_numpy(self.out_proj, out)
 
 
