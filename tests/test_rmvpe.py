@@ -61,7 +61,7 @@ def test_loading_is_strict(tiny):
 
 
 def test_numpy_cpu_kernels_equal_the_mlx_path(tiny, monkeypatch):
-    """The CPU runs residual blocks and the GRU in numpy; other devices run the MLX code. Both agree."""
+    """The CPU runs the U-Net and the GRU in numpy; other devices run the MLX code. Both agree."""
     model = _model(tiny)
     mel = log_mel(np.load(FIXTURES / "rmvpe.npz")["input_16k"])
     fast = model.salience(mel)

@@ -10,7 +10,12 @@ Decoding (salience → Hz) and the mel front end are the pure functions of ``mlx
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ from ..dsp.f0 import salience_to_f0
 from ..dsp.mel import N_MELS, log_mel
 from ..errors import ModelConfigError, UnknownModelError
 from .layers import check_shapes, load_strict
+
+logger = logging.getLogger(__name__)
 
 BN_EPS = 1e-5  # torch BatchNorm2d default
 FRAME_MULTIPLE = 32  # the U-Net pools time by 2 five times: frames are zero-padded to a multiple of 32
@@ -143,10 +150,9 @@ def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any]
 # Measured for 30 s (2-core x86, MLX 0.32): MLX's conv2d is memory-bound below 256 channels, where
 # the row-shift GEMM form below is up to 2.5x faster; at 512 channels conv2d wins.
 ROWS_CONV_MAX_CHANNELS = 256
-# When MLX computes on the CPU, residual blocks and the GRU recurrence run in numpy (same float32
-# GEMMs through OpenBLAS). Measured per block for 30 s: 16 channels 78 vs 129 ms in MLX, 256
-# channels 16 vs 20 ms: MLX's strided copy that stacks the column shifts is slow (level 0: 41 of a
-# conv's 65 ms) and its fresh buffers page-fault; a GRU step is a dozen ~10 µs MLX dispatches.
+# When MLX computes on the CPU, the U-Net (see NumpyUnet) and the GRU recurrence run in numpy
+# (float32 GEMMs through OpenBLAS): MLX's strided copy that stacks the column shifts is slow, its
+# fresh buffers page-fault, and a GRU step is a dozen ~10 µs MLX dispatches.
 # Tests switch this off to check the MLX path (the one other devices use) on the CPU.
 NUMPY_ON_CPU = True
 
@@ -173,26 +179,6 @@ def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
     return y.reshape(b, h, w, -1)
 
 
-def conv3x3_rows_numpy(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """:func:`conv3x3_rows` in numpy (float32 GEMMs through the same BLAS): (B, H, W, C) -> (B, H, W, O)."""
-    b, h, w, c = x.shape
-    o = weight.shape[0]
-    cols = np.zeros((b, h + 2, w, 3 * c), np.float32)  # column shifts dx = 0, 1, 2 read x[:, :, j + dx - 1]
-    cols[:, 1:-1, 1:, :c] = x[:, :, :-1]
-    cols[:, 1:-1, :, c: 2 * c] = x
-    cols[:, 1:-1, :-1, 2 * c:] = x[:, :, 1:]
-    out = np.empty((b, h * w, o), np.float32)
-    tmp = np.empty((h * w, o), np.float32)
-    for i in range(b):
-        flat = cols[i].reshape((h + 2) * w, 3 * c)
-        np.matmul(flat[: h * w], weight[:, 0].reshape(o, 3 * c).T, out=out[i])
-        for dy in (1, 2):
-            np.matmul(flat[dy * w: dy * w + h * w], weight[:, dy].reshape(o, 3 * c).T, out=tmp)
-            out[i] += tmp
-    out += bias
-    return out.reshape(b, h, w, o)
-
-
 class Conv(nn.Module):
     """Conv2d (3x3 'same' or 1x1) with bias, NHWC; weight (out, kh, kw, in)."""
 
@@ -211,14 +197,6 @@ class Conv(nn.Module):
             return conv3x3_rows(x, self.weight, self.bias)
         return mx.conv2d(x, self.weight, padding=self.pad) + self.bias
 
-    def numpy(self, x: np.ndarray) -> np.ndarray:
-        """The same convolution on a numpy array (CPU only: the weights are read in place)."""
-        weight, bias = np.asarray(self.weight), np.asarray(self.bias)
-        if weight.shape[1] == 1:
-            y = x.reshape(-1, x.shape[-1]) @ weight[:, 0, 0, :].T + bias
-            return y.reshape(*x.shape[:-1], -1)
-        return conv3x3_rows_numpy(x, weight, bias)
-
 
 class _NoParams(nn.Module):
     """Keeps list positions of the reference's parameter-free layers (BatchNorm folded, ReLU)."""
@@ -233,17 +211,8 @@ class ConvBlockRes(nn.Module):
             self.shortcut = Conv(c_in, c_out, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
-        if numpy_kernels():
-            return mx.array(self._numpy(np.asarray(x)))
         y = nn.relu(self.conv[3](nn.relu(self.conv[0](x))))
         return y + (self.shortcut(x) if "shortcut" in self else x)
-
-    def _numpy(self, x: np.ndarray) -> np.ndarray:
-        """The block in numpy, one copy in and out (see NUMPY_ON_CPU)."""
-        y = np.maximum(self.conv[0].numpy(x), 0)
-        y = np.maximum(self.conv[3].numpy(y), 0, out=y)
-        y += self.shortcut.numpy(x) if "shortcut" in self else x
-        return y
 
 
 class ResBlocks(nn.Module):
@@ -487,10 +456,292 @@ def gru_layer_numpy(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.
     return out.reshape(t, 2 * h)
 
 
+# ----------------------------------------------------------------------------- numpy U-Net (CPU)
+#
+# On the CPU the whole U-Net and output conv run here, in float32 numpy on OpenBLAS. Measured for
+# 30 s (2-core Zen 5): OpenBLAS's own two threads run the skinny GEMMs of the shallow levels
+# (16-64 channels) at a third of one thread's speed, and whole-image passes (column stacks, bias,
+# ReLU, residual, pooling) each stream tens of MB through fresh, page-faulting buffers. So every
+# layer works on cache-sized tiles of rows, all passes of a tile while it is in cache, on two
+# worker threads each running single-threaded BLAS; activations live in zero-bordered
+# (H+2, W+2, C) buffers that convolutions read in place, and the decoder's concatenation is never
+# built: its two halves are two sources of the same column stack.
+
+TILE_BYTES = 1 << 20  # column stack per tile (the L2 cache per core is 1-2 MB)
+MIN_TILE_PIXELS = 512  # below this many pixels per tile, split output channels instead of rows
+_BLAS_LOCAL: Any = None  # numpy's OpenBLAS openblas_set_num_threads_local, once found
+_unet_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+_scratch = threading.local()
+
+
+def _numpy_openblas_local_threads():
+    """numpy's OpenBLAS per-thread thread count setter, or None (other BLAS, older OpenBLAS)."""
+    global _BLAS_LOCAL
+    if _BLAS_LOCAL is None:
+        _BLAS_LOCAL = False
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line and "numpy" in line}
+            for path in sorted(paths):
+                fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+                    _BLAS_LOCAL = fn
+                    break
+        except OSError as exc:
+            logger.debug("numpy's OpenBLAS not found: %s", exc)
+    return _BLAS_LOCAL or None
+
+
+def _workers() -> ThreadPoolExecutor | None:
+    """Two worker threads with single-threaded BLAS, remade in a forked child; None where the
+    BLAS thread count cannot be set per thread (two threads each running a multithreaded BLAS
+    would oversubscribe the cores)."""
+    global _unet_pool
+    threads = min(2, os.cpu_count() or 1)
+    set_local = _numpy_openblas_local_threads()
+    if threads < 2 or set_local is None:
+        return None
+    if _unet_pool is None or _unet_pool[0] != os.getpid():
+        _unet_pool = (os.getpid(), ThreadPoolExecutor(threads, thread_name_prefix="mlx-rvc-rmvpe",
+                                                      initializer=lambda: set_local(1)))
+    return _unet_pool[1]
+
+
+def _run(fn, items: list) -> None:
+    """fn(item) for every item, the items shared in two contiguous halves among the workers."""
+    pool = _workers() if len(items) > 1 else None
+    if pool is None:
+        for item in items:
+            fn(item)
+        return
+    half = (len(items) + 1) // 2
+    list(pool.map(lambda part: [fn(item) for item in part], (items[:half], items[half:])))
+
+
+def _buf(name: str, n: int) -> np.ndarray:
+    """A per-thread float32 scratch vector of at least n values, reused between calls."""
+    arr = getattr(_scratch, name, None)
+    if arr is None or arr.size < n:
+        arr = np.empty(n, np.float32)
+        setattr(_scratch, name, arr)
+    return arr[:n]
+
+
+def _padded(h: int, w: int, c: int) -> np.ndarray:
+    """An (h+2, w+2, c) activation buffer whose one-pixel border is zero ('same' padding)."""
+    buf = np.empty((h + 2, w + 2, c), np.float32)
+    buf[0], buf[-1], buf[:, 0], buf[:, -1] = 0, 0, 0, 0
+    return buf
+
+
+def _interior(buf: np.ndarray) -> np.ndarray:
+    return buf[1:-1, 1:-1]
+
+
+def _tiles(h: int, w: int, row_bytes: int, n_out: int) -> list[tuple[int, int, int, int]]:
+    """Work items (row0, row1, chan0, chan1): rows of ~TILE_BYTES of column stack, or for small
+    images all rows and the output channels in two halves."""
+    rows = max(1, TILE_BYTES // row_bytes)
+    if h * w < 2 * MIN_TILE_PIXELS or rows * w < MIN_TILE_PIXELS:
+        if n_out >= 64:
+            return [(0, h, 0, n_out // 2), (0, h, n_out // 2, n_out)]
+        return [(0, h, 0, n_out)]
+    rows = max(rows, -(-MIN_TILE_PIXELS // w))
+    return [(r0, min(r0 + rows, h), 0, n_out) for r0 in range(0, h, rows)]
+
+
+class _Conv3x3:
+    """A 3x3 'same' conv (BatchNorm folded) over the channel concatenation of its sources, with an
+    optional 1x1 shortcut on the same input computed alongside.
+
+    Per tile, the three column shifts of every source are stacked on channels once (dx, then
+    source, then channel: the order of the reference's concatenated input channels within each
+    dx), after which each row shift dy is a contiguous block of the flattened stack: three GEMMs.
+    The shortcut reads the unshifted column (dx = 1) of the same stack.
+    """
+
+    def __init__(self, conv: Conv, shortcut: Conv | None = None):
+        weight = np.asarray(conv.weight)  # (O, 3, 3, C_in)
+        o, c = weight.shape[0], weight.shape[3]
+        self.c_in, self.c_out = c, o
+        self.w = [np.ascontiguousarray(weight[:, dy].reshape(o, 3 * c).T) for dy in range(3)]  # (3C, O)
+        self.bias = np.asarray(conv.bias)
+        self.shortcut = None
+        if shortcut is not None:
+            self.shortcut = (np.ascontiguousarray(np.asarray(shortcut.weight)[:, 0, 0, :].T), np.asarray(shortcut.bias))
+
+    def __call__(self, sources: list[np.ndarray], out: np.ndarray, *, residual: bool = False,
+                 relu: bool = True, shortcut_out: np.ndarray | None = None) -> None:
+        """sources: padded (H+2, W+2, C_s) summing to C_in channels; out: padded (H+2, W+2, O),
+        its interior written (or, with ``residual``, added to); shortcut_out: padded, receives the
+        1x1 shortcut."""
+        h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
+        c = self.c_in
+        items = _tiles(h, w, w * 3 * c * 4, self.c_out)
+
+        def tile(item):
+            r0, r1, n0, n1 = item
+            r, n = r1 - r0, n1 - n0
+            cols = _buf("cols", (r + 2) * w * 3 * c).reshape(r + 2, w, 3, c)
+            for dx in range(3):
+                off = 0
+                for src in sources:
+                    cs = src.shape[2]
+                    cols[:, :, dx, off: off + cs] = src[r0: r1 + 2, dx: dx + w]
+                    off += cs
+            flat = cols.reshape((r + 2) * w, 3 * c)
+            acc = _buf("acc", r * w * n).reshape(r * w, n)
+            tmp = _buf("tmp", r * w * n).reshape(r * w, n)
+            np.matmul(flat[: r * w], self.w[0][:, n0:n1], out=acc)
+            for dy in (1, 2):
+                np.matmul(flat[dy * w: dy * w + r * w], self.w[dy][:, n0:n1], out=tmp)
+                acc += tmp
+            acc += self.bias[n0:n1]
+            if relu:
+                np.maximum(acc, 0, out=acc)
+            dest = out[r0 + 1: r1 + 1, 1: w + 1, n0:n1]
+            if residual:
+                dest += acc.reshape(r, w, n)
+            else:
+                dest[...] = acc.reshape(r, w, n)
+            if shortcut_out is not None:
+                ws, bs = self.shortcut
+                centre = cols[1: r + 1, :, 1].reshape(r * w, c)  # rows r0..r1, unshifted: a strided BLAS operand
+                np.matmul(centre, ws[:, n0:n1], out=acc)
+                acc += bs[n0:n1]
+                shortcut_out[r0 + 1: r1 + 1, 1: w + 1, n0:n1] = acc.reshape(r, w, n)
+
+        _run(tile, items)
+
+
+class _UpConv:
+    """:class:`UpConv` (transposed 3x3 conv, stride 2, BN folded, ReLU) as four phase GEMMs.
+
+    Per input tile the four neighbours x(i, j+1), x(i, j), x(i+1, j), x(i+1, j+1) are stacked on
+    channels in that order, so that each output phase (a, b) reads a contiguous range of them:
+    (0,0) x(i,j) alone, (0,1) the first two, (1,0) the middle two, (1,1) all four.
+    """
+
+    # phase -> (first slot, [(ky, kx) per slot]); slots as in the docstring
+    PHASES = {(0, 0): (1, [(1, 1)]), (0, 1): (0, [(1, 0), (1, 2)]),
+              (1, 0): (1, [(2, 1), (0, 1)]), (1, 1): (0, [(2, 0), (2, 2), (0, 2), (0, 0)])}
+
+    def __init__(self, up: UpConv):
+        weight = np.asarray(up.weight)  # (O, 3, 3, C_in)
+        self.c_in, self.c_out = weight.shape[3], weight.shape[0]
+        self.w = {phase: (first, np.ascontiguousarray(np.concatenate([weight[:, ky, kx, :].T for ky, kx in taps])))
+                  for phase, (first, taps) in self.PHASES.items()}
+        self.bias = np.asarray(up.bias)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+        """x: padded (h+2, w+2, C_in) -> the interior of out, padded (2h+2, 2w+2, O)."""
+        h, w, c = x.shape[0] - 2, x.shape[1] - 2, self.c_in
+        o = self.c_out
+        phases = _interior(out).reshape(h, 2, w, 2, o)
+        items = _tiles(h, w, w * 4 * c * 4, o)
+
+        def tile(item):
+            r0, r1, n0, n1 = item
+            r, n = r1 - r0, n1 - n0
+            cols = _buf("cols", r * w * 4 * c).reshape(r, w, 4, c)
+            cols[:, :, 0] = x[r0 + 1: r1 + 1, 2: w + 2]
+            cols[:, :, 1] = x[r0 + 1: r1 + 1, 1: w + 1]
+            cols[:, :, 2] = x[r0 + 2: r1 + 2, 1: w + 1]
+            cols[:, :, 3] = x[r0 + 2: r1 + 2, 2: w + 2]
+            flat = cols.reshape(r * w, 4 * c)
+            acc = _buf("acc", r * w * n).reshape(r * w, n)
+            for (a, b), (first, wp) in self.w.items():
+                k = wp.shape[0]
+                np.matmul(flat[:, first * c: first * c + k], wp[:, n0:n1], out=acc)
+                acc += self.bias[n0:n1]
+                np.maximum(acc, 0, out=acc)
+                phases[r0:r1, a, :, b, n0:n1] = acc.reshape(r, w, n)
+
+        _run(tile, items)
+
+
+def _avg_pool_2x2(x: np.ndarray, out: np.ndarray) -> None:
+    """2x2 mean of the interior of padded x into the interior of padded out."""
+    h, w, c = x.shape[0] - 2, x.shape[1] - 2, x.shape[2]
+    quads = _interior(x).reshape(h // 2, 2, w // 2, 2, c)
+    dest = _interior(out)
+    rows = max(1, TILE_BYTES // (w * c * 4))
+
+    def tile(r0):
+        q = quads[r0: r0 + rows]
+        d = dest[r0: r0 + rows]
+        np.add(q[:, 0, :, 0], q[:, 0, :, 1], out=d)
+        d += q[:, 1, :, 0]
+        d += q[:, 1, :, 1]
+        d *= 0.25
+
+    _run(tile, list(range(0, h // 2, rows)))
+
+
+class _ResBlock:
+    def __init__(self, block: ConvBlockRes):
+        self.shortcut = "shortcut" in block
+        self.conv0 = _Conv3x3(block.conv[0], block.shortcut if self.shortcut else None)
+        self.conv3 = _Conv3x3(block.conv[3])
+
+    def __call__(self, sources: list[np.ndarray], out: np.ndarray) -> None:
+        """relu(conv3(relu(conv0(x)))) + shortcut(x) (or + x, then out is x's buffer)."""
+        h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
+        mid = _padded(h, w, self.conv0.c_out)
+        self.conv0(sources, mid, shortcut_out=out if self.shortcut else None)
+        self.conv3([mid], out, residual=True)
+
+
+class NumpyUnet:
+    """:meth:`E2E.image_features` in numpy for the CPU (see the section comment above)."""
+
+    def __init__(self, model: "E2E"):
+        unet = model.unet
+        self.in_scale = float(np.asarray(unet.encoder.bn.scale)[0])
+        self.in_shift = float(np.asarray(unet.encoder.bn.shift)[0])
+        self.encoder = [[_ResBlock(b) for b in level.conv] for level in unet.encoder.layers]
+        self.intermediate = [_ResBlock(b) for layer in unet.intermediate.layers for b in layer.conv]
+        self.decoder = [(_UpConv(level.conv1[0]), [_ResBlock(b) for b in level.conv2]) for level in unet.decoder.layers]
+        self.cnn = _Conv3x3(model.cnn)
+
+    @staticmethod
+    def _blocks(blocks: list[_ResBlock], sources: list[np.ndarray]) -> np.ndarray:
+        h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
+        x = sources[0] if not blocks[0].shortcut else _padded(h, w, blocks[0].conv0.c_out)
+        blocks[0](sources, x)
+        for block in blocks[1:]:
+            block([x], x)  # in place: each tile of the second conv adds to the rows it read
+        return x
+
+    def __call__(self, mel: np.ndarray) -> np.ndarray:
+        """(T, 128) log-mel, T a multiple of 32 -> (T, 3·128) features, channel-major."""
+        t, n_mels = mel.shape
+        x = _padded(t, n_mels, 1)
+        np.multiply(mel, self.in_scale, out=_interior(x)[..., 0])
+        _interior(x)[..., 0] += self.in_shift
+        skips = []
+        for level in self.encoder:
+            y = self._blocks(level, [x])
+            skips.append(y)
+            h, w, c = y.shape[0] - 2, y.shape[1] - 2, y.shape[2]
+            x = _padded(h // 2, w // 2, c)
+            _avg_pool_2x2(y, x)
+        x = self._blocks(self.intermediate, [x])
+        for (up, blocks), skip in zip(self.decoder, reversed(skips)):
+            u = _padded(skip.shape[0] - 2, skip.shape[1] - 2, up.c_out)
+            up(x, u)
+            x = self._blocks(blocks, [u, skip])
+        feats = _padded(t, n_mels, self.cnn.c_out)
+        self.cnn([x], feats, relu=False)
+        return np.ascontiguousarray(_interior(feats).transpose(0, 2, 1)).reshape(t, -1)  # channel-major
+
+
 class E2E(nn.Module):
     def __init__(self, cfg: RmvpeConfig):
         super().__init__()
         self.cfg = cfg
+        self._numpy_unet = None  # the CPU path's weights, prepared on first use (after loading)
         self.unet = DeepUnet(cfg)
         self.cnn = Conv(cfg.en_out_channels, 3, 3)
         if cfg.n_gru:
@@ -500,6 +751,11 @@ class E2E(nn.Module):
 
     def image_features(self, mel: mx.array) -> mx.array:
         """U-Net + output conv: (B, T, 128) log-mel, T a multiple of 32 -> (B, T, 3·128)."""
+        if numpy_kernels():
+            if self._numpy_unet is None:
+                self._numpy_unet = NumpyUnet(self)
+            mel = np.asarray(mel.astype(mx.float32))
+            return mx.array(np.stack([self._numpy_unet(m) for m in mel]))
         x = self.cnn(self.unet(mel[..., None]))  # (B, T, 128, 3)
         b, t = x.shape[:2]
         return x.transpose(0, 1, 3, 2).reshape(b, t, 3 * N_MELS)  # channel-major, as the reference flattens
