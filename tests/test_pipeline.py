@@ -10,6 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from mlx_rvc.cli import app
+from mlx_rvc.dsp.chunks import ChunkConfig
 from mlx_rvc.importer import import_model
 from mlx_rvc.options import ConversionOptions
 from mlx_rvc.parity import run_parity
@@ -153,3 +154,83 @@ def test_cli_list_and_remove(library):
     assert runner.invoke(app, ["remove", "temp"]).exit_code == 0
     assert runner.invoke(app, ["remove", "temp"]).exit_code == 2
     assert runner.invoke(app, ["remove", "../alice"]).exit_code == 2
+
+
+SHORT_CHUNKS = ChunkConfig(x_pad=1, x_query=1, x_center=2, x_max=3)  # cuts 4 s of speech into chunks
+
+
+def test_convert_file_writes_exactly_what_convert_returns(library, speech, tmp_path, monkeypatch):
+    import mlx_rvc.dsp.rms as rms
+    import mlx_rvc.pipeline as pipeline
+    from mlx_rvc.audio import write_audio
+
+    # small blocks: the envelope, mix, resampling and encoding all cross block boundaries
+    monkeypatch.setattr(rms, "MIX_BLOCK", 7919)
+    monkeypatch.setattr(pipeline, "MIX_BLOCK", 7919)
+    monkeypatch.setattr(rms, "RMS_FRAMES_PER_BLOCK", 3)
+    src = tmp_path / "in.wav"
+    sf.write(src, speech * 1.5, 16000, subtype="FLOAT")  # loud: both peak guards act
+    conv = VoiceConverter("alice")
+    for options, subtype in [(ConversionOptions(chunking=SHORT_CHUNKS, seed=1), "FLOAT"),
+                             (ConversionOptions(chunking=SHORT_CHUNKS, rms_mix_rate=0.5, resample_sr=44100), "PCM_24"),
+                             (ConversionOptions(rms_mix_rate=1.0), "PCM_16")]:
+        audio, sr = sf.read(src, dtype="float32")
+        in_memory = conv.convert(audio, sr, options)
+        assert len(in_memory.chunks) == (1 if options.chunking.x_center > 2 else 2)
+        expected = write_audio(tmp_path / "a.wav", in_memory.audio, in_memory.sample_rate, subtype=subtype)
+        done = conv.convert_file(src, tmp_path / "b.wav", options, subtype=subtype)
+        a, sr_a = sf.read(expected, dtype="float32")
+        b, sr_b = sf.read(done.output, dtype="float32")
+        assert sr_a == sr_b == done.sample_rate and done.output_seconds == len(b) / sr_b
+        np.testing.assert_array_equal(a, b)  # bit for bit: the same arithmetic, block by block
+        assert {"decode", "prepare", "pitch", "features", "synthesis", "finish", "write"} <= set(done.timings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav", "in.wav"]  # no spool files left
+
+
+def test_convert_file_failure_leaves_no_output(library, speech, tmp_path, monkeypatch):
+    src = tmp_path / "in.wav"
+    sf.write(src, speech, 16000)
+    conv = VoiceConverter("alice")
+    real = conv._convert_chunk
+    calls = []
+
+    def second_chunk_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("simulated failure in the second chunk")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(conv, "_convert_chunk", second_chunk_fails)
+    with pytest.raises(MemoryError):
+        conv.convert_file(src, tmp_path / "out.wav", ConversionOptions(chunking=SHORT_CHUNKS))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_convert_file_memory_does_not_grow_with_length(library, speech, tmp_path, monkeypatch):
+    """Python-side allocations (numpy's, traced by tracemalloc) of a 4x longer input grow only by
+    the 16 kHz input itself: the output is spooled to disk and finished block by block, chunks
+    are converted one at a time. Block sizes are shrunk so both lengths fill whole blocks."""
+    import tracemalloc
+
+    import mlx_rvc.dsp.rms as rms
+    import mlx_rvc.pipeline as pipeline
+
+    monkeypatch.setattr(rms, "MIX_BLOCK", 20000)
+    monkeypatch.setattr(pipeline, "MIX_BLOCK", 20000)
+    monkeypatch.setattr(rms, "RMS_FRAMES_PER_BLOCK", 2)
+    conv = VoiceConverter("alice")
+    options = ConversionOptions(chunking=SHORT_CHUNKS, resample_sr=44100, f0_method="pm")
+    peaks = {}
+    for repeats in (2, 8):  # 8 s and 32 s of speech: 4 and 16 chunks
+        src = tmp_path / f"in{repeats}.wav"
+        sf.write(src, np.tile(speech, repeats), 16000, subtype="FLOAT")
+        if repeats == 2:
+            conv.convert_file(src, tmp_path / "warm.wav", options)  # models and caches loaded
+        tracemalloc.start()
+        conv.convert_file(src, tmp_path / "out.wav", options)
+        peaks[repeats] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    extra_input = (8 - 2) * len(speech) * 4  # float32 bytes the longer 16 kHz input adds
+    # measured: the peak grows by 2.0x the input (its decoded and padded copies coexist
+    # while preparing); the output, envelopes and features must add nothing
+    assert peaks[8] - peaks[2] < 3.5 * extra_input, peaks

@@ -80,24 +80,49 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
 SUBTYPES = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}  # soundfile subtype -> bits
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> Path:
-    """Write mono audio in [-1, 1] to ``path`` atomically (a temporary file renamed into place).
+class AudioWriter:
+    """Writes mono audio in [-1, 1] to ``path`` block by block, atomically.
 
-    The container follows the suffix (.wav, .flac, .ogg); samples beyond ±1 are clipped.
+    Blocks go to a temporary file beside ``path``, renamed into place when the ``with`` block
+    ends without an error (and removed otherwise). The container follows the suffix (.wav,
+    .flac, .ogg, .mp3); samples beyond ±1 are clipped; NaN or infinite samples are refused.
     """
-    import soundfile as sf
 
-    path = Path(path)
-    audio = np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0)
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio contains NaN or infinite samples")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, audio, sample_rate, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    def __init__(self, path: str | Path, sample_rate: int, *, subtype: str = "PCM_16"):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.subtype = subtype
+
+    def __enter__(self) -> AudioWriter:
+        import soundfile as sf
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        try:
+            self._sf = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate, channels=1, subtype=self.subtype)
+        except BaseException:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+        return self
+
+    def write(self, audio: np.ndarray) -> None:
+        audio = np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0)
+        if not np.all(np.isfinite(audio)):
+            raise ValueError("audio contains NaN or infinite samples")
+        self._sf.write(audio)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._sf.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> Path:
+    """Write mono audio in [-1, 1] to ``path`` atomically (see :class:`AudioWriter`)."""
+    with AudioWriter(path, sample_rate, subtype=subtype) as writer:
+        writer.write(audio)
+    return Path(path)

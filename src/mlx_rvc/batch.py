@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import load_audio, write_audio
 from .options import ConversionOptions
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".webm", ".aiff", ".aif",
@@ -90,11 +89,9 @@ def convert_files(converter, inputs: list[Path], options: ConversionOptions, *, 
         try:
             if target.resolve() in input_set:
                 raise ValueError(f"output {target} would overwrite an input")
-            audio, sr = load_audio(inp)
-            result = converter.convert(audio, sr, options, progress=progress)
-            write_audio(target, result.audio, result.sample_rate, subtype=subtype_for(options))
+            done = converter.convert_file(inp, target, options, subtype=subtype_for(options), progress=progress)
             results.append(FileResult(inp, target, True, seconds=time.perf_counter() - t0,
-                                      audio_seconds=len(audio) / sr, timings=result.timings))
+                                      audio_seconds=done.input_seconds, timings=done.timings))
         except (MlxRvcError, ValueError, OSError) as exc:
             results.append(FileResult(inp, None, False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                                       seconds=time.perf_counter() - t0))

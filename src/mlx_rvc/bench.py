@@ -170,24 +170,34 @@ def speech_like(seconds: float, *, seed: int = 0) -> np.ndarray:
 
 
 def _pipeline_worker(spec: dict) -> dict:
-    """One length in a fresh process: cold (load + first run) and warm runs, per stage."""
+    """One length in a fresh process: cold (load + first run) and warm runs, per stage.
+
+    Each run is what ``mlx-rvc convert`` does: decode a 16 kHz wav file, convert, write a
+    16-bit wav (through :meth:`VoiceConverter.convert_file`, which streams the output).
+    """
+    import tempfile
+    from pathlib import Path
+
     import mlx.core as mx
+    import soundfile as sf
 
     from .options import ConversionOptions
     from .pipeline import VoiceConverter
 
-    audio = speech_like(spec["seconds"])
     options = ConversionOptions(f0_method=spec["f0_method"], index_rate=spec["index_rate"])
-    t0 = time.perf_counter()
-    conv = VoiceConverter(spec["voice"], encoder=spec["encoder"], pitch_model=spec["pitch_model"])
-    cold_result = conv.convert(audio, 16000, options)
-    cold = time.perf_counter() - t0
-    warm, stages = [], {}
-    for _ in range(spec["repeats"]):
+    with tempfile.TemporaryDirectory(prefix="mlx-rvc-bench-") as tmp:
+        source, target = Path(tmp) / "input.wav", Path(tmp) / "output.wav"
+        sf.write(source, speech_like(spec["seconds"]), 16000, subtype="FLOAT")
         t0 = time.perf_counter()
-        result = conv.convert(audio, 16000, options)
-        warm.append(time.perf_counter() - t0)
-        stages = result.timings
+        conv = VoiceConverter(spec["voice"], encoder=spec["encoder"], pitch_model=spec["pitch_model"])
+        cold_result = conv.convert_file(source, target, options)
+        cold = time.perf_counter() - t0
+        warm, stages = [], {}
+        for _ in range(spec["repeats"]):
+            t0 = time.perf_counter()
+            result = conv.convert_file(source, target, options)
+            warm.append(time.perf_counter() - t0)
+            stages = result.timings
     return {"seconds": spec["seconds"], "cold": cold, "warm": warm, "stages": stages,
             "cold_stages": cold_result.timings, "peak_mlx_bytes": mx.get_peak_memory(),
             "peak_rss_bytes": _peak_rss()}

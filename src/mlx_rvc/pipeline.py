@@ -13,7 +13,7 @@ per-stage timings. Every random draw of the synthesizer can be injected per chun
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from .dsp.chunks import SAMPLE_RATE, WINDOW, Chunk, plan_chunks
 from .dsp.filters import highpass
-from .dsp.rms import mix_rms
+from .dsp.rms import MIX_BLOCK, array_reader, mix_rms, mix_rms_blocks
 from .errors import MlxRvcError
 from .options import ConversionOptions
 
@@ -113,6 +113,78 @@ def output_peak_guard(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (audio / np.float32(peak) if peak > 1 else audio).astype(np.float32), as_int16
 
 
+@dataclass
+class FileConversion:
+    output: Path
+    sample_rate: int
+    input_seconds: float
+    output_seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+
+@dataclass
+class _Plan:
+    """A prepared input: what every chunk is cut from."""
+
+    padded: np.ndarray  # 16 kHz, high-passed, reflect-padded by x_pad s
+    filtered: np.ndarray  # the unpadded part of ``padded`` (a view)
+    pitch: np.ndarray | None  # coarse pitch per 10 ms frame of ``padded``
+    pitchf: np.ndarray | None  # f0 in Hz per frame
+    chunks: list[Chunk]
+    timings: dict[str, float]
+
+
+class Spool:
+    """A float32 signal appended to a temporary raw file and read back in blocks.
+
+    Reads go through the page cache, not a memory map, so a long signal never counts
+    towards the process's resident memory. The file is removed on exit.
+    """
+
+    def __init__(self, folder: Path):
+        import tempfile
+
+        self._file = tempfile.NamedTemporaryFile(prefix=".mlx-rvc-", suffix=".f32", dir=folder, delete=True)
+        self._n = 0
+        self.peak = 0.0  # largest |sample| appended
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, x: np.ndarray) -> None:
+        x = np.ascontiguousarray(x, np.float32)
+        if x.size:
+            self.peak = max(self.peak, float(np.abs(x).max()))
+        self._file.seek(self._n * 4)
+        self._file.write(x.tobytes())
+        self._n += x.size
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Samples ``lo..hi``; zeros outside the signal."""
+        out = np.zeros(hi - lo, np.float32)
+        a, b = max(lo, 0), min(hi, self._n)
+        if b > a:
+            self._file.seek(a * 4)
+            out[a - lo: b - lo] = np.frombuffer(self._file.read((b - a) * 4), np.float32)
+        return out
+
+
+def resample_blocks(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int) -> Iterator[np.ndarray]:
+    """Stream resampling with the same soxr filter as :func:`mlx_rvc.audio.resample` (identical output)."""
+    import soxr
+
+    stream = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield stream.resample_chunk(np.asarray(block, np.float32), last=False)
+    yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
 class VoiceConverter:
     """Converts audio into one voice. Models are loaded once and reused across calls.
 
@@ -163,27 +235,113 @@ class VoiceConverter:
     def convert(self, audio: np.ndarray, sample_rate: int, options: ConversionOptions = ConversionOptions(), *,
                 progress: Progress | None = None, draws: Sequence[ChunkDraws] | None = None,
                 trace: bool = False, prepared: bool = False) -> ConversionResult:
-        """Convert mono/multichannel float audio at ``sample_rate`` into the voice.
+        """Convert mono/multichannel float audio at ``sample_rate`` into the voice, in memory.
 
         ``prepared=True`` means ``audio`` already is the 16 kHz, peak-guarded signal (what the
         reference's ``load_audio`` returns), as the e2e fixtures store it.
         """
         report = progress or (lambda stage, fraction: None)
-        cfg = self.voice.cfg
-        if options.speaker >= cfg.spk_embed_dim:
-            raise ValueError(f"speaker {options.speaker} out of range: the voice has {cfg.spk_embed_dim}")
-        timings: dict[str, float] = {}
         out_trace: dict[str, np.ndarray] = {}
         t0 = time.perf_counter()
         x16 = np.asarray(audio, np.float32) if prepared else prepare_input(audio, sample_rate)
-        filtered = highpass(x16)
-        t_pad = SAMPLE_RATE * options.chunking.x_pad
-        padded = np.pad(filtered, (t_pad, t_pad), mode="reflect")
-        timings["prepare"] = time.perf_counter() - t0
+        plan = self._analyse(x16, options, report, out_trace if trace else None, start=t0)
+        del x16
+        pieces = list(self._pieces(plan, options, report, draws, out_trace if trace else None))
+        converted = np.concatenate(pieces).astype(np.float32)
+        del pieces
         if trace:
-            out_trace["audio_filtered"] = filtered.astype(np.float32)
+            out_trace["audio_before_rms"] = converted
 
-        index = self.index_for(options)
+        t0 = time.perf_counter()
+        cfg = self.voice.cfg
+        if options.rms_mix_rate != 1:
+            converted = mix_rms(plan.filtered, SAMPLE_RATE, converted, cfg.sample_rate, options.rms_mix_rate)
+        if trace:
+            out_trace["audio_after_rms"] = converted
+        out_sr = self.output_rate(options)
+        if out_sr != cfg.sample_rate:
+            from .audio import resample
+
+            converted = resample(converted, orig_sr=cfg.sample_rate, target_sr=out_sr)
+        final, as_int16 = output_peak_guard(converted)
+        plan.timings["finish"] = time.perf_counter() - t0
+        report("done", 1.0)
+        return ConversionResult(final, out_sr, as_int16, plan.timings, plan.pitchf, plan.chunks, out_trace)
+
+    def convert_file(self, source: str | Path, target: str | Path, options: ConversionOptions = ConversionOptions(), *,
+                     subtype: str = "PCM_16", progress: Progress | None = None) -> FileConversion:
+        """Convert an audio file into ``target`` with memory bounded by one chunk, not the length.
+
+        The same numbers as :meth:`convert` followed by :func:`mlx_rvc.audio.write_audio`: the
+        converted chunks are spooled to a temporary raw file beside ``target``, then the RMS mix,
+        optional resampling, the peak guard and the encoder run over it block by block. Only
+        the 16 kHz input (64 kB per second) is held whole. ``target`` appears only when complete.
+        """
+        from .audio import AudioWriter, load_audio
+
+        report = progress or (lambda stage, fraction: None)
+        cfg = self.voice.cfg
+        target = Path(target)
+        t0 = time.perf_counter()
+        report("decode", 0.0)
+        audio, sr = load_audio(source)
+        input_seconds = len(audio) / sr
+        decode = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        x16 = prepare_input(audio, sr)
+        del audio
+        plan = self._analyse(x16, options, report, None, start=t0)
+        del x16
+        plan.timings = {"decode": decode, **plan.timings}
+        out_sr = self.output_rate(options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Spool(target.parent) as converted, Spool(target.parent) as mixed:
+            for piece in self._pieces(plan, options, report, None, None):
+                converted.append(piece)
+            report("finish", 0.96)
+            t0 = time.perf_counter()
+            if options.rms_mix_rate != 1:
+                blocks = mix_rms_blocks(array_reader(plan.filtered), len(plan.filtered), SAMPLE_RATE,
+                                        converted.read, len(converted), cfg.sample_rate, options.rms_mix_rate)
+            else:
+                blocks = (converted.read(lo, min(lo + MIX_BLOCK, len(converted)))
+                          for lo in range(0, len(converted), MIX_BLOCK))
+            if out_sr != cfg.sample_rate:
+                blocks = resample_blocks(blocks, cfg.sample_rate, out_sr)
+            for block in blocks:
+                mixed.append(block)
+            plan.timings["finish"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            peak = mixed.peak / OUTPUT_PEAK
+            with AudioWriter(target, out_sr, subtype=subtype) as writer:
+                for lo in range(0, len(mixed), MIX_BLOCK):
+                    block = mixed.read(lo, min(lo + MIX_BLOCK, len(mixed)))
+                    writer.write(block / np.float32(peak) if peak > 1 else block)
+            plan.timings["write"] = time.perf_counter() - t0
+            samples = len(mixed)
+        report("done", 1.0)
+        return FileConversion(target, out_sr, input_seconds, samples / out_sr, plan.timings)
+
+    def output_rate(self, options: ConversionOptions) -> int:
+        """The output sample rate: ``resample_sr`` when set (≥ 16 kHz), else the voice's rate."""
+        rate = options.resample_sr
+        return rate if rate >= 16000 and rate != self.voice.cfg.sample_rate else self.voice.cfg.sample_rate
+
+    def _analyse(self, x16: np.ndarray, options: ConversionOptions, report: Progress, trace: dict | None, *,
+                 start: float) -> _Plan:
+        """High-pass, reflect pad, pitch on the padded whole, chunk plan."""
+        cfg = self.voice.cfg
+        if options.speaker >= cfg.spk_embed_dim:
+            raise ValueError(f"speaker {options.speaker} out of range: the voice has {cfg.spk_embed_dim}")
+        t_pad = SAMPLE_RATE * options.chunking.x_pad
+        filtered = highpass(x16)
+        # the filtered signal is kept only as a view into its padded copy
+        padded = np.pad(filtered, (t_pad, t_pad), mode="reflect")
+        del filtered
+        filtered = padded[t_pad: len(padded) - t_pad]
+        timings = {"prepare": time.perf_counter() - start}
+        if trace is not None:
+            trace["audio_filtered"] = filtered.astype(np.float32)
         pitch = pitchf = None
         p_len = padded.shape[0] // WINDOW
         if cfg.f0:
@@ -193,49 +351,37 @@ class VoiceConverter:
             t0 = time.perf_counter()
             f0 = pitch_mod.estimate(padded, method=options.f0_method, rmvpe=self.rmvpe,
                                     filter_radius=options.filter_radius)
-            if trace:
-                out_trace["f0_raw"] = np.asarray(f0, np.float32)
+            if trace is not None:
+                trace["f0_raw"] = np.asarray(f0, np.float32)
             f0 = pitch_mod.align(f0, method=options.f0_method, p_len=p_len)
             pitch, pitchf = pitch_mod.postprocess(f0, semitones=options.pitch, unvoiced=options.unvoiced,
                                                   f0_file=options.f0_file, pad_frames=t_pad // WINDOW)
-            if trace:
-                out_trace["pitch_full"], out_trace["pitchf_full"] = pitch, pitchf
+            if trace is not None:
+                trace["pitch_full"], trace["pitchf_full"] = pitch, pitchf
             pitch, pitchf = pitch[:p_len], pitchf[:p_len]
             timings["pitch"] = time.perf_counter() - t0
+        return _Plan(padded, filtered, pitch, pitchf, plan_chunks(filtered, options.chunking), timings)
 
-        chunks = plan_chunks(filtered, options.chunking)
-        pieces = []
-        trim = cfg.sample_rate * options.chunking.x_pad
+    def _pieces(self, plan: _Plan, options: ConversionOptions, report: Progress,
+                draws: Sequence[ChunkDraws] | None, trace: dict | None) -> Iterator[np.ndarray]:
+        """The converted audio of each chunk with its context trimmed, in order."""
+        import mlx.core as mx
+
+        index = self.index_for(options)
+        trim = self.voice.cfg.sample_rate * options.chunking.x_pad
+        chunks = plan.chunks
         for i, chunk in enumerate(chunks):
             report(f"chunk {i + 1}/{len(chunks)}", 0.05 + 0.9 * i / len(chunks))
             last = i == len(chunks) - 1
             stop_frame = None if last else (chunk.stop - WINDOW) // WINDOW
-            c_pitch = None if pitch is None else pitch[chunk.start // WINDOW: stop_frame]
-            c_pitchf = None if pitchf is None else pitchf[chunk.start // WINDOW: stop_frame]
+            c_pitch = None if plan.pitch is None else plan.pitch[chunk.start // WINDOW: stop_frame]
+            c_pitchf = None if plan.pitchf is None else plan.pitchf[chunk.start // WINDOW: stop_frame]
             chunk_draws = draws[i] if draws is not None else None
-            out = self._convert_chunk(padded[chunk.start:chunk.stop], c_pitch, c_pitchf, index, options,
-                                      chunk_draws, seed=(options.seed, i), timings=timings,
-                                      trace=out_trace if trace else None, prefix=f"chunk{i}_")
-            pieces.append(out[trim: len(out) - trim])
-        converted = np.concatenate(pieces).astype(np.float32)
-        if trace:
-            out_trace["audio_before_rms"] = converted
-
-        t0 = time.perf_counter()
-        if options.rms_mix_rate != 1:
-            converted = mix_rms(filtered, SAMPLE_RATE, converted, cfg.sample_rate, options.rms_mix_rate)
-        if trace:
-            out_trace["audio_after_rms"] = converted
-        out_sr = cfg.sample_rate
-        if options.resample_sr >= 16000 and options.resample_sr != cfg.sample_rate:
-            from .audio import resample
-
-            converted = resample(converted, orig_sr=cfg.sample_rate, target_sr=options.resample_sr)
-            out_sr = options.resample_sr
-        final, as_int16 = output_peak_guard(converted)
-        timings["finish"] = time.perf_counter() - t0
-        report("done", 1.0)
-        return ConversionResult(final, out_sr, as_int16, timings, pitchf, chunks, out_trace)
+            out = self._convert_chunk(plan.padded[chunk.start:chunk.stop], c_pitch, c_pitchf, index, options,
+                                      chunk_draws, seed=(options.seed, i), timings=plan.timings,
+                                      trace=trace, prefix=f"chunk{i}_")
+            yield out[trim: len(out) - trim]
+            mx.clear_cache()  # chunks differ in length: cached buffers of one rarely fit the next
 
     def _convert_chunk(self, audio0: np.ndarray, pitch, pitchf, index, options: ConversionOptions,
                        draws: ChunkDraws | None, *, seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
