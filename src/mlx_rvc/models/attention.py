@@ -30,32 +30,40 @@ class PointwiseConv(nn.Module):
         return mx.addmm(self.bias, x, self.weight[:, 0, :].T)
 
 
-def band_to_matrix(band: mx.array, w: int) -> mx.array:
-    """(…, T, 2w+1) per-offset values -> (…, T, T) with M[t, s] = band[t, s − t + w] on |s − t| ≤ w, else 0.
+ATTENTION_ROWS = 1024  # query rows per block: a 40 s chunk's whole (T × T) maps are 128 MB each
 
-    Pad each row to length L = T + 2w + 1 and re-read the flat buffer with rows of L − 1: row t
-    then starts t places earlier, i.e. shifted right by t, which puts offset s − t under column
-    s + w. Copies and reshapes only; no gather.
+
+def band_to_rows(band: mx.array) -> mx.array:
+    """(…, n, W) per-offset values -> (…, n, n + W − 1) with M[i, i + j] = band[i, j], zeros elsewhere.
+
+    Pad each row to length L = n + W and re-read the flat buffer with rows of L − 1: row i
+    then starts i places earlier, i.e. its values move i places right. Copies and reshapes
+    only; no gather.
     """
-    *lead, t, width = band.shape
-    length = t + width
-    x = mx.pad(band, [(0, 0)] * len(lead) + [(0, 0), (0, length - width)])  # (…, T, L)
-    x = x.reshape(*lead, t * length)[..., : t * (length - 1)].reshape(*lead, t, length - 1)
-    return x[..., w: w + t]
+    *lead, n, width = band.shape
+    length = n + width
+    x = mx.pad(band, [(0, 0)] * len(lead) + [(0, 0), (0, n)])  # (…, n, L)
+    return x.reshape(*lead, n * length)[..., : n * (length - 1)].reshape(*lead, n, length - 1)
 
 
-def matrix_to_band(m: mx.array, w: int) -> mx.array:
-    """(…, T, T) -> (…, T, 2w+1) with B[t, j] = m[t, t + j − w] (0 outside the matrix); inverse skew.
+def rows_to_band(m: mx.array, width: int) -> mx.array:
+    """(…, n, n + W − 1) -> (…, n, W) with B[i, j] = m[i, i + j]; the inverse skew of :func:`band_to_rows`.
 
-    Shift every row right by w (zero padding to length L = T + 2w + 1), re-read the flat buffer
-    with rows of L + 1: row t then starts t places later, so column j holds m[t, t + j − w].
+    Pad each row by one to length R = n + W, append n zeros to the flat buffer and re-read it
+    with rows of R + 1: row i then starts i places later.
     """
-    *lead, t, _ = m.shape
-    width = 2 * w + 1
-    length = t + width
-    x = mx.pad(m, [(0, 0)] * len(lead) + [(0, 0), (w, length - t - w)])  # (…, T, L)
-    x = mx.pad(x.reshape(*lead, t * length), [(0, 0)] * len(lead) + [(0, t)])
-    return x.reshape(*lead, t, length + 1)[..., :width]
+    *lead, n, _ = m.shape
+    length = n + width
+    x = mx.pad(m, [(0, 0)] * len(lead) + [(0, 0), (0, 1)]).reshape(*lead, n * length)
+    x = mx.pad(x, [(0, 0)] * len(lead) + [(0, n)])
+    return x.reshape(*lead, n, length + 1)[..., :width]
+
+
+def _columns(m: mx.array, lo: int, hi: int, t: int) -> mx.array:
+    """Columns ``lo..hi`` of a matrix with ``t`` columns, zeros where that range leaves it."""
+    inner = m[..., max(lo, 0): min(hi, t)]
+    pad = [(0, 0)] * (m.ndim - 1) + [(max(-lo, 0), max(hi - t, 0))]
+    return mx.pad(inner, pad) if pad[-1] != (0, 0) else inner
 
 
 class MultiHeadAttention(nn.Module):
@@ -91,14 +99,22 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(self.conv_q(x)) / math.sqrt(self.k_channels)
         k = self._heads(self.conv_k(x))
         v = self._heads(self.conv_v(x))
-        scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, T, T)
-
         rel_k = q @ self.emb_rel_k[0].T  # (B, H, T, 2w+1): query · embedding of each offset
-        scores = scores + band_to_matrix(rel_k, w)
-        if attn_mask is not None:
-            scores = mx.where(attn_mask == 0, MASKED_SCORE, scores)
-        p = softmax(scores)
-        out = p @ v + matrix_to_band(p, w) @ self.emb_rel_v[0]
+        k_t = k.transpose(0, 1, 3, 2)
+        outs = []
+        for r0 in range(0, t, ATTENTION_ROWS):  # query rows in blocks: memory linear in T
+            r1 = min(r0 + ATTENTION_ROWS, t)
+            # query r0 + i sees offsets −w..w at key columns r0 − w + i .. r0 + w + i
+            rel = _columns(band_to_rows(rel_k[:, :, r0:r1]), w - r0, w - r0 + t, r1 - r0 + 2 * w)
+            scores = q[:, :, r0:r1] @ k_t + rel  # (B, H, n, T)
+            if attn_mask is not None:
+                scores = mx.where(attn_mask[:, :, r0:r1] == 0, MASKED_SCORE, scores)
+            p = softmax(scores)
+            out = p @ v + rows_to_band(_columns(p, r0 - w, r1 + w, t), 2 * w + 1) @ self.emb_rel_v[0]
+            if r1 < t or r0 > 0:
+                mx.eval(out)  # one block's score matrices at a time
+            outs.append(out)
+        out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=2)
         out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
         return self.conv_o(out)
 
