@@ -92,3 +92,38 @@ def test_exact_match_takes_the_stored_vector():
     out = blend(feats, index, 1.0)
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, feats, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,pad", [(19, 16000), (1600, 16000), (16001, 16000), (300_001, 16000)])
+def test_blocked_highpass_reproduces_filtfilt_and_reflect_padding(n, pad, monkeypatch):
+    import mlx_rvc.dsp.filters as filters
+
+    monkeypatch.setattr(filters, "FILTER_BLOCK", 65536)  # several blocks, state carried across them
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    expected = np.pad(highpass(x), (pad, pad), mode="reflect").astype(np.float32)
+    np.testing.assert_array_equal(filters.highpass_padded(x, pad), expected)  # exact: same operations
+
+
+def test_decoding_straight_to_16k_equals_decode_then_resample(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+
+    import mlx_rvc.audio as audio
+
+    monkeypatch.setattr(audio, "DECODE_BLOCK", 10_000)
+    x = np.random.default_rng(0).standard_normal((3 * 44100 + 17, 2)).astype(np.float32) * 0.1
+    files = [tmp_path / "stereo.wav", tmp_path / "mono16k.flac"]
+    sf.write(files[0], x, 44100, subtype="FLOAT")
+    sf.write(files[1], x[:, 0], 16000)
+    if shutil.which("ffmpeg"):
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(files[0]), str(tmp_path / "s.m4a")], check=True)
+        files.append(tmp_path / "s.m4a")
+    for f in files:
+        whole, sr = audio.load_audio(f)
+        streamed, seconds = audio.load_audio_16k(f)
+        np.testing.assert_array_equal(streamed, audio.resample(whole, orig_sr=sr, target_sr=16000))
+        assert seconds == len(whole) / sr
+    with pytest.raises(audio.AudioFileError, match="more than this tool converts"):
+        audio.load_audio_16k(files[0], max_seconds=2.0)

@@ -29,7 +29,33 @@ def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
 
 
-def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+DECODE_BLOCK = 1 << 18  # frames decoded per block
+
+
+class _Gather:
+    """Collects blocks into one float32 array, preallocated when the length is announced."""
+
+    def __init__(self, expected: int | None):
+        self.out = np.empty(expected, np.float32) if expected is not None else None
+        self.parts: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, y: np.ndarray) -> None:
+        if self.out is not None and self.n + len(y) > len(self.out):  # longer than announced
+            self.parts.append(self.out[:self.n])
+            self.out = None
+        if self.out is not None:
+            self.out[self.n: self.n + len(y)] = y
+        else:
+            self.parts.append(np.array(y, np.float32))
+        self.n += len(y)
+
+    def result(self) -> np.ndarray:
+        return self.out[:self.n] if self.out is not None else np.concatenate(self.parts or [np.zeros(0, np.float32)])
+
+
+def _ffmpeg_blocks(path: Path, block: int):
+    """(rate, iterator of mono float32 blocks) from ffmpeg, read from its pipe as it decodes."""
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if ffmpeg is None or ffprobe is None:
         raise AudioFileError(f"{path.name}: not a format libsndfile reads, and ffmpeg is not installed to decode it")
@@ -38,19 +64,30 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     rate = probe.stdout.strip().split(",")[0] if probe.returncode == 0 else ""
     if not rate.isdigit() or int(rate) <= 0:
         raise AudioFileError(f"{path.name}: not audio (no decodable audio stream)")
-    out = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
-                          "-acodec", "pcm_f32le", "-ac", "1", "-"], capture_output=True, timeout=3600)
-    if out.returncode != 0:
-        msg = out.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioFileError(f"{path.name}: decoding failed ({msg[-1][:120] if msg else 'ffmpeg error'})")
-    return np.frombuffer(out.stdout, np.float32).copy(), int(rate)
+
+    def blocks():
+        proc = subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+                                 "-acodec", "pcm_f32le", "-ac", "1", "-"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            while data := proc.stdout.read(block * 4):
+                yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            if proc.wait() != 0:
+                raise AudioFileError(f"{path.name}: decoding failed ({err[-1][:120] if err else 'ffmpeg error'})")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    return int(rate), None, blocks()
 
 
-def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode an audio file to mono float32 at its own rate: (samples, sample_rate).
+def _open(path: str | Path, max_seconds: float | None):
+    """(sample rate, frame count or None, iterator of mono float32 blocks) of an audio file.
 
-    wav/flac/ogg/mp3/aiff... through libsndfile; anything else (m4a, aac, opus, webm...) through
-    ffmpeg when it is installed. Raises FileNotFoundError or AudioFileError (one line).
+    wav/flac/ogg/mp3/aiff... through libsndfile (channels averaged); anything else (m4a, aac,
+    opus, webm...) through ffmpeg when it is installed.
     """
     import soundfile as sf
 
@@ -64,18 +101,59 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        audio, sr = _decode_ffmpeg(path)
-    else:
-        if info.frames * max(info.channels, 1) > MAX_DECODED_SAMPLES:
-            raise AudioFileError(f"{path.name}: {info.duration / 3600:.1f} h of audio is more than this tool converts")
+        return _ffmpeg_blocks(path, DECODE_BLOCK)
+    if info.frames * max(info.channels, 1) > MAX_DECODED_SAMPLES or (max_seconds and info.duration > max_seconds):
+        raise AudioFileError(f"{path.name}: {info.duration / 3600:.1f} h of audio is more than this tool converts")
+
+    def blocks():
         try:
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            with sf.SoundFile(str(path)) as f:
+                for data in f.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True):
+                    yield data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{path.name}: unreadable audio ({str(exc).strip()[:120]})") from exc
-        audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if audio.size == 0:
-        raise AudioFileError(f"{path.name}: contains no audio samples")
-    return np.ascontiguousarray(audio, np.float32), int(sr)
+
+    return int(info.samplerate), int(info.frames), blocks()
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an audio file to mono float32 at its own rate: (samples, sample_rate).
+
+    Raises FileNotFoundError or AudioFileError (one line).
+    """
+    rate, frames, blocks = _open(path, None)
+    audio = _Gather(frames)
+    for block in blocks:
+        audio.add(block)
+    if audio.n == 0:
+        raise AudioFileError(f"{Path(path).name}: contains no audio samples")
+    return audio.result(), rate
+
+
+def load_audio_16k(path: str | Path, *, max_seconds: float | None = None) -> tuple[np.ndarray, float]:
+    """Decode to mono float32 at 16 kHz, block by block: (samples, seconds of the original).
+
+    The same samples as :func:`load_audio` followed by :func:`resample` to 16 kHz (soxr's
+    streaming resampler with the same filter reproduces the one-shot result), but only the
+    16 kHz signal is ever held whole. Inputs longer than ``max_seconds`` are refused before
+    decoding when the container announces its length.
+    """
+    import soxr
+
+    target = 16000
+    rate, frames, blocks = _open(path, max_seconds)
+    stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ") if rate != target else None
+    audio = _Gather(int(np.ceil(frames * target / rate)) + 64 if frames is not None else None)
+    decoded = 0
+    for block in blocks:
+        decoded += len(block)
+        audio.add(stream.resample_chunk(block, last=False) if stream is not None else block)
+    if stream is not None:
+        audio.add(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    if decoded == 0:
+        raise AudioFileError(f"{Path(path).name}: contains no audio samples")
+    return audio.result(), decoded / rate
+
 
 SUBTYPES = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}  # soundfile subtype -> bits
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .dsp.chunks import SAMPLE_RATE, WINDOW, Chunk, plan_chunks
-from .dsp.filters import highpass
+from .dsp.filters import highpass_padded
 from .dsp.rms import MIX_BLOCK, array_reader, mix_rms, mix_rms_blocks
 from .errors import MlxRvcError
 from .options import ConversionOptions
@@ -66,6 +66,24 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32)
 
 
+def _check_input(x: np.ndarray, seconds: float) -> None:
+    if x.size == 0:
+        raise AudioInputError("the input audio is empty")
+    if seconds < MIN_INPUT_SECONDS:
+        raise AudioInputError(f"the input is {seconds * 1000:.0f} ms long; at least {MIN_INPUT_SECONDS * 1000:.0f} ms is needed")
+    if seconds > MAX_INPUT_SECONDS:
+        raise AudioInputError(f"the input is {seconds / 3600:.1f} h long; the limit is {MAX_INPUT_SECONDS // 3600} h")
+    if not np.all(np.isfinite(x)):
+        raise AudioInputError("the input audio contains NaN or infinite samples")
+
+
+def _input_peak_guard(x16: np.ndarray) -> np.ndarray:
+    peak = float(np.abs(x16).max()) / INPUT_PEAK
+    if peak > 1:
+        x16 = x16 / np.float32(peak)
+    return x16.astype(np.float32, copy=False)
+
+
 def prepare_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Validate, downmix, resample to 16 kHz and apply the 0.95 input peak guard."""
     from .audio import resample
@@ -73,20 +91,8 @@ def prepare_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioInputError(f"invalid sample rate {sample_rate!r}")
     x = to_mono(audio)
-    if x.size == 0:
-        raise AudioInputError("the input audio is empty")
-    if not np.all(np.isfinite(x)):
-        raise AudioInputError("the input audio contains NaN or infinite samples")
-    seconds = x.size / sample_rate
-    if seconds < MIN_INPUT_SECONDS:
-        raise AudioInputError(f"the input is {seconds * 1000:.0f} ms long; at least {MIN_INPUT_SECONDS * 1000:.0f} ms is needed")
-    if seconds > MAX_INPUT_SECONDS:
-        raise AudioInputError(f"the input is {seconds / 3600:.1f} h long; the limit is {MAX_INPUT_SECONDS // 3600} h")
-    x = resample(x, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE)
-    peak = float(np.abs(x).max()) / INPUT_PEAK
-    if peak > 1:
-        x = x / np.float32(peak)
-    return x.astype(np.float32)
+    _check_input(x, x.size / sample_rate)
+    return _input_peak_guard(resample(x, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE))
 
 
 def repeat_frames(feats: np.ndarray) -> np.ndarray:
@@ -273,23 +279,23 @@ class VoiceConverter:
         """Convert an audio file into ``target`` with memory bounded by one chunk, not the length.
 
         The same numbers as :meth:`convert` followed by :func:`mlx_rvc.audio.write_audio`: the
-        converted chunks are spooled to a temporary raw file beside ``target``, then the RMS mix,
-        optional resampling, the peak guard and the encoder run over it block by block. Only
-        the 16 kHz input (64 kB per second) is held whole. ``target`` appears only when complete.
+        input is decoded straight to 16 kHz and high-passed block by block, the converted chunks
+        are spooled to a temporary raw file beside ``target``, then the RMS mix, optional
+        resampling, the peak guard and the encoder run over it block by block. Only the 16 kHz
+        input (64 kB per second) is held whole. ``target`` appears only when complete.
         """
-        from .audio import AudioWriter, load_audio
+        from .audio import AudioWriter, load_audio_16k
 
         report = progress or (lambda stage, fraction: None)
         cfg = self.voice.cfg
         target = Path(target)
         t0 = time.perf_counter()
         report("decode", 0.0)
-        audio, sr = load_audio(source)
-        input_seconds = len(audio) / sr
+        x16, input_seconds = load_audio_16k(source, max_seconds=MAX_INPUT_SECONDS)
         decode = time.perf_counter() - t0
         t0 = time.perf_counter()
-        x16 = prepare_input(audio, sr)
-        del audio
+        _check_input(x16, input_seconds)
+        x16 = _input_peak_guard(x16)
         plan = self._analyse(x16, options, report, None, start=t0)
         del x16
         plan.timings = {"decode": decode, **plan.timings}
@@ -334,10 +340,7 @@ class VoiceConverter:
         if options.speaker >= cfg.spk_embed_dim:
             raise ValueError(f"speaker {options.speaker} out of range: the voice has {cfg.spk_embed_dim}")
         t_pad = SAMPLE_RATE * options.chunking.x_pad
-        filtered = highpass(x16)
-        # the filtered signal is kept only as a view into its padded copy
-        padded = np.pad(filtered, (t_pad, t_pad), mode="reflect")
-        del filtered
+        padded = highpass_padded(x16, t_pad)  # float32; the filtered signal is a view into it
         filtered = padded[t_pad: len(padded) - t_pad]
         timings = {"prepare": time.perf_counter() - start}
         if trace is not None:
