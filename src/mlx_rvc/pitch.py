@@ -78,7 +78,7 @@ def estimate(audio: np.ndarray, *, method: str = "rmvpe", rmvpe: Callable[[], ob
     if method == "rmvpe":
         if rmvpe is None:
             raise PitchError("rmvpe needs an RMVPE model: import rmvpe.pt (mlx-rvc import rmvpe.pt)")
-        f0 = rmvpe().f0(audio.astype(np.float32))
+        f0 = rmvpe().f0(np.asarray(audio, np.float32))
     elif method == "pm":
         f0 = _pm(audio)
     elif method in ("harvest", "dio"):
