@@ -234,3 +234,14 @@ def test_convert_file_memory_does_not_grow_with_length(library, speech, tmp_path
     # measured: the peak grows by 2.0x the input (its decoded and padded copies coexist
     # while preparing); the output, envelopes and features must add nothing
     assert peaks[8] - peaks[2] < 3.5 * extra_input, peaks
+
+
+def test_cli_bench_pipeline_reports_every_stage(library, speech, tmp_path):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, speech, 16000)
+    result = runner.invoke(app, ["bench", "pipeline", "-m", "alice", "--audio", str(wav), "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    (r,) = json.loads(result.output)["results"]
+    assert r["audio_seconds"] == pytest.approx(len(speech) / 16000)
+    assert set(r["extra"]["stages"]) >= {"decode", "pitch", "features", "retrieval", "synthesis", "finish", "write"}
+    assert r["peak_rss_bytes"] > 0 and len(r["seconds"]) == 1 and r["extra"]["cold_seconds"] > 0

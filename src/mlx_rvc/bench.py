@@ -187,7 +187,10 @@ def _pipeline_worker(spec: dict) -> dict:
     options = ConversionOptions(f0_method=spec["f0_method"], index_rate=spec["index_rate"])
     with tempfile.TemporaryDirectory(prefix="mlx-rvc-bench-") as tmp:
         source, target = Path(tmp) / "input.wav", Path(tmp) / "output.wav"
-        sf.write(source, speech_like(spec["seconds"]), 16000, subtype="FLOAT")
+        if spec.get("audio"):
+            source = Path(spec["audio"])
+        else:
+            sf.write(source, speech_like(spec["seconds"]), 16000, subtype="FLOAT")
         t0 = time.perf_counter()
         conv = VoiceConverter(spec["voice"], encoder=spec["encoder"], pitch_model=spec["pitch_model"])
         cold_result = conv.convert_file(source, target, options)
@@ -204,10 +207,11 @@ def _pipeline_worker(spec: dict) -> dict:
 
 
 def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_model=None, f0_method: str = "rmvpe",
-                   index_rate: float = 0.75, repeats: int = 1) -> list[BenchResult]:
+                   index_rate: float = 0.75, repeats: int = 1, audio=None) -> list[BenchResult]:
     """The whole conversion at several lengths, each in a fresh process (clean peak memory).
 
-    ``repeats`` warm runs follow the cold one (0: the cold run only, for long inputs).
+    ``repeats`` warm runs follow the cold one (0: the cold run only, for long inputs). With
+    ``audio`` (a file), that file is converted instead of generated speech, once.
 
     Without models, full-size untrained ones are built (v2 48k + index, HuBERT-base, RMVPE).
     """
@@ -219,10 +223,15 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
         models = build_random_library(tmp.name)
     else:
         models = {"voice": str(voice), "encoder": encoder and str(encoder), "pitch_model": pitch_model and str(pitch_model)}
+    if audio is not None:
+        from .audio import load_audio_16k
+
+        lengths = [load_audio_16k(audio)[1]]
     results = []
     try:
         for seconds in lengths:
-            spec = {**models, "seconds": seconds, "f0_method": f0_method, "index_rate": index_rate, "repeats": repeats}
+            spec = {**models, "seconds": seconds, "f0_method": f0_method, "index_rate": index_rate, "repeats": repeats,
+                    "audio": str(audio) if audio is not None else None}
             code = ("import json,sys,mlx_rvc.bench as b;"
                     "print('RESULT'+json.dumps(b._pipeline_worker(json.loads(sys.argv[1]))))")
             out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)

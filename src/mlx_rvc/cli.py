@@ -300,6 +300,7 @@ def bench(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="pipeline: content encoder"),
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="pipeline: RMVPE model"),
     f0_method: str = typer.Option("rmvpe", "--f0-method", help="pipeline: pitch tracker"),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="pipeline: convert this file instead of generated speech"),
     version: str = typer.Option("v2", "--version", help="voice version: v1 or v2"),
     rate: int = typer.Option(48000, "--rate", help="voice sample rate: 32000, 40000 or 48000"),
     no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
@@ -320,8 +321,8 @@ def bench(
             _fail(f"--lengths must be numbers, got {lengths!r}")
         try:
             results = b.bench_pipeline(secs, voice=model, encoder=encoder, pitch_model=pitch_model,
-                                       f0_method=f0_method, repeats=repeats)
-        except (RuntimeError, MlxRvcError, ValueError) as exc:
+                                       f0_method=f0_method, repeats=repeats, audio=audio)
+        except (RuntimeError, MlxRvcError, ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
     elif target == "synth":
         if seconds <= 0 or repeats < 1:
