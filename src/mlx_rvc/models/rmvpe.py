@@ -426,34 +426,45 @@ class _GruParams(nn.Module):
 
 def gru_layer_numpy(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                     b_hh: np.ndarray) -> np.ndarray:
-    """One bidirectional GRU layer with torch.nn.GRU's equations, both directions stepped together.
+    """One bidirectional GRU layer with torch.nn.GRU's equations, the two directions on the two
+    worker threads (each step is a 256x768 GEMV and a few 512-value ops; numpy releases the GIL
+    in the GEMV).
 
     x: (T, n_in) float32; weights stacked (forward, reverse): w_ih (2, 3h, n_in), w_hh (2, 3h, h),
     biases (2, 3h), gates in torch's order r, z, n. Returns (T, 2h): forward states, then reverse.
     """
+    t = x.shape[0]
+    out = np.empty((t, 2, w_hh.shape[2]), np.float32)
+    _run(lambda d: _gru_direction(x if d == 0 else x[::-1], w_ih[d], w_hh[d], b_ih[d], b_hh[d],
+                                  out[:, 0] if d == 0 else out[::-1, 1]), [0, 1])
+    return out.reshape(t, -1)
+
+
+def _gru_direction(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
+                   out: np.ndarray) -> None:
+    """States of one GRU direction over x (T, n_in), read in order, into out (T, h)."""
     from scipy.special import expit  # a float32 sigmoid without exp's overflow warnings
 
-    t = x.shape[0]
-    h = w_hh.shape[2]
-    out = np.empty((t, 2, h), np.float32)
-    seqs = (x, x[::-1])  # the reverse direction reads time backwards
-    w_hh_t = (w_hh[0].T, w_hh[1].T)  # (h, 3h) views: BLAS reads them transposed
-    state = np.zeros((2, h), np.float32)
-    gh = np.empty((2, 3 * h), np.float32)
-    for s0 in range(0, t, GRU_BLOCK_STEPS):  # input projections a block of steps at a time
-        n = min(GRU_BLOCK_STEPS, t - s0)
-        gi = np.stack([seqs[d][s0: s0 + n] @ w_ih[d].T + b_ih[d] for d in (0, 1)], axis=1)  # (n, 2, 3h)
-        for step in range(n):
-            np.matmul(state[0], w_hh_t[0], out=gh[0])
-            np.matmul(state[1], w_hh_t[1], out=gh[1])
+    h = w_hh.shape[1]
+    w_hh_t = w_hh.T  # (h, 3h) view: BLAS reads it transposed
+    state = np.zeros(h, np.float32)
+    gh = np.empty(3 * h, np.float32)
+    rz = np.empty(2 * h, np.float32)
+    new = np.empty(h, np.float32)
+    for s0 in range(0, x.shape[0], GRU_BLOCK_STEPS):  # input projections a block of steps at a time
+        gi = x[s0: s0 + GRU_BLOCK_STEPS] @ w_ih.T + b_ih  # (n, 3h)
+        for step, g in enumerate(gi, start=s0):
+            np.matmul(state, w_hh_t, out=gh)
             gh += b_hh
-            g = gi[step]
-            rz = expit(g[:, : 2 * h] + gh[:, : 2 * h])
-            new = np.tanh(g[:, 2 * h:] + rz[:, :h] * gh[:, 2 * h:])
-            state = new + rz[:, h:] * (state - new)  # (1 - z)·n + z·h, in torch's form (h - n)·z + n
-            out[s0 + step, 0] = state[0]
-            out[t - 1 - s0 - step, 1] = state[1]
-    return out.reshape(t, 2 * h)
+            np.add(g[: 2 * h], gh[: 2 * h], out=rz)
+            expit(rz, out=rz)
+            np.multiply(rz[:h], gh[2 * h:], out=new)
+            new += g[2 * h:]
+            np.tanh(new, out=new)
+            np.subtract(state, new, out=state)
+            state *= rz[h:]
+            state += new  # (1 - z)·n + z·h, in torch's form (h - n)·z + n
+            out[step] = state
 
 
 # ----------------------------------------------------------------------------- numpy U-Net (CPU)
@@ -539,6 +550,32 @@ def _interior(buf: np.ndarray) -> np.ndarray:
     return buf[1:-1, 1:-1]
 
 
+_ZEROS: dict[int, np.ndarray] = {}  # zero rows by length, for ReLU
+
+
+class _RowBias:
+    """A bias (C,) tiled along whole image rows, per (channel range, pixels per row): numpy's loops
+    over a broadcast 16-value axis, or against a scalar 0, run 3-4x slower than over whole rows
+    (measured 51 and 43 µs vs 19 and 12 µs for 86 K values)."""
+
+    def __init__(self, bias: np.ndarray):
+        self.bias = bias
+        self.rows: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def add(self, x: np.ndarray, n0: int, n1: int, pixels: int, *, relu: bool) -> None:
+        """x (rows·pixels, n1-n0) += bias[n0:n1], then ReLU, in place."""
+        rows = x.reshape(-1, pixels * (n1 - n0))
+        tiled = self.rows.get((n0, n1, pixels))
+        if tiled is None:
+            tiled = self.rows[(n0, n1, pixels)] = np.tile(self.bias[n0:n1], pixels)
+        rows += tiled
+        if relu:
+            zeros = _ZEROS.get(rows.shape[1])
+            if zeros is None:
+                zeros = _ZEROS[rows.shape[1]] = np.zeros(rows.shape[1], np.float32)
+            np.maximum(rows, zeros, out=rows)
+
+
 def _tiles(h: int, w: int, row_bytes: int, n_out: int) -> list[tuple[int, int, int, int]]:
     """Work items (row0, row1, chan0, chan1): an even number of equal row tiles of about TILE_BYTES
     of column stack and at least MIN_TILE_PIXELS pixels, or where the image is too small for two,
@@ -556,10 +593,10 @@ def _tiles(h: int, w: int, row_bytes: int, n_out: int) -> list[tuple[int, int, i
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016): a 2x2 output tile from a 4x4 input tile with 16
 # products per channel pair instead of 36, exact in real arithmetic; its transforms only add,
-# subtract and halve. Pays off where the GEMMs dominate (2.25x fewer flops): measured per 30 s
-# conv, 128 channels 15 -> 11 ms, 256: 15 -> 8, 512: 15 -> 8; at 64 output channels and fewer its
-# 4x larger transformed input costs as much memory traffic as it saves.
-WINOGRAD_MIN_CHANNELS = 128  # output channels
+# subtract and halve. Pays off where the GEMMs dominate (2.25x fewer flops): measured per conv for
+# 30 s, 64 channels 16 -> 12.5 ms of CPU, 128: 15 -> 9, 256 and 512: 15 -> 8; at 32 channels
+# and fewer the 4x larger transformed input costs as much memory traffic as it saves.
+WINOGRAD_MIN_CHANNELS = 64  # output channels
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # weight transform
 
 
@@ -591,7 +628,7 @@ def _winograd_input(sources: list[np.ndarray], p0: int, p1: int, v: np.ndarray) 
         off += c
 
 
-def _winograd_output(m: np.ndarray, p0: int, p1: int, w: int, bias: np.ndarray, out_quads: np.ndarray,
+def _winograd_output(m: np.ndarray, p0: int, p1: int, w: int, bias: _RowBias, out_quads: np.ndarray,
                      n0: int, n1: int, *, relu: bool, residual: bool) -> None:
     """Aᵀ·M·A of products m (16, tiles, n) -> 2x2 output tiles, bias, ReLU, written (or added) to
     out_quads (H/2, 2, W/2, 2, O)[p0:p1, ..., n0:n1]."""
@@ -611,9 +648,7 @@ def _winograd_output(m: np.ndarray, p0: int, p1: int, w: int, bias: np.ndarray, 
             else:
                 np.subtract(s[a, 1], s[a, 2], out=y)
                 y -= s[a, 3]
-            y += bias[n0:n1]
-            if relu:
-                np.maximum(y, 0, out=y)
+            bias.add(y, n0, n1, w // 2, relu=relu)
             dest = out_quads[p0:p1, a, :, b, n0:n1]
             if residual:
                 dest += y.reshape(n, w // 2, nch)
@@ -636,10 +671,10 @@ class _Conv3x3:
         o, c = weight.shape[0], weight.shape[3]
         self.c_in, self.c_out = c, o
         self.w = [weight[:, dy].reshape(o, 3 * c).T for dy in range(3)]  # (3C, O) views: BLAS reads them transposed
-        self.bias = np.asarray(conv.bias)
+        self.bias = _RowBias(np.asarray(conv.bias))
         self.shortcut = None
         if shortcut is not None:
-            self.shortcut = (np.asarray(shortcut.weight)[:, 0, 0, :].T, np.asarray(shortcut.bias))
+            self.shortcut = (np.asarray(shortcut.weight)[:, 0, 0, :].T, _RowBias(np.asarray(shortcut.bias)))
         self.u = _winograd_weights(weight) if o >= WINOGRAD_MIN_CHANNELS else None
 
     def __call__(self, sources: list[np.ndarray], out: np.ndarray, *, residual: bool = False,
@@ -671,9 +706,7 @@ class _Conv3x3:
             for dy in (1, 2):
                 np.matmul(flat[dy * w: dy * w + r * w], self.w[dy][:, n0:n1], out=tmp)
                 acc += tmp
-            acc += self.bias[n0:n1]
-            if relu:
-                np.maximum(acc, 0, out=acc)
+            self.bias.add(acc, n0, n1, w, relu=relu)
             dest = out[r0 + 1: r1 + 1, 1: w + 1, n0:n1]
             if residual:
                 dest += acc.reshape(r, w, n)
@@ -683,7 +716,7 @@ class _Conv3x3:
                 ws, bs = self.shortcut
                 centre = cols[1: r + 1, :, 1].reshape(r * w, c)  # rows r0..r1, unshifted: a strided BLAS operand
                 np.matmul(centre, ws[:, n0:n1], out=acc)
-                acc += bs[n0:n1]
+                bs.add(acc, n0, n1, w, relu=False)
                 shortcut_out[r0 + 1: r1 + 1, 1: w + 1, n0:n1] = acc.reshape(r, w, n)
 
         _run(tile, items)
@@ -705,7 +738,7 @@ class _Conv3x3:
                 np.matmul(rows, ws[off: off + cs, n0:n1], out=tmp)
                 acc += tmp
             off += cs
-        acc += bs[n0:n1]
+        bs.add(acc, n0, n1, w + 2, relu=False)
         dest[r0 + 1: r1 + 1, 1: w + 1, n0:n1] = acc.reshape(r, w + 2, n)[:, 1: w + 1]
 
     def _winograd(self, sources: list[np.ndarray], out: np.ndarray, *, residual: bool, relu: bool,
@@ -763,7 +796,7 @@ class _UpConv:
         self.c_in, self.c_out = weight.shape[3], weight.shape[0]
         self.w = {phase: (first, np.ascontiguousarray(np.concatenate([weight[:, ky, kx, :].T for ky, kx in taps])))
                   for phase, (first, taps) in self.PHASES.items()}
-        self.bias = np.asarray(up.bias)
+        self.bias = _RowBias(np.asarray(up.bias))
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
         """x: padded (h+2, w+2, C_in) -> the interior of out, padded (2h+2, 2w+2, O)."""
@@ -785,8 +818,7 @@ class _UpConv:
             for (a, b), (first, wp) in self.w.items():
                 k = wp.shape[0]
                 np.matmul(flat[:, first * c: first * c + k], wp[:, n0:n1], out=acc)
-                acc += self.bias[n0:n1]
-                np.maximum(acc, 0, out=acc)
+                self.bias.add(acc, n0, n1, w, relu=True)
                 phases[r0:r1, a, :, b, n0:n1] = acc.reshape(r, w, n)
 
         _run(tile, items)
