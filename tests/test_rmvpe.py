@@ -3,6 +3,7 @@ the numpy CPU kernels against the MLX path, and blocked evaluation of long input
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -90,3 +91,62 @@ def test_long_input_in_blocks_equals_one_pass(tiny):
     one_pass = model.salience(mel, block_frames=10**6)
     blocked = model.salience(mel, block_frames=320)
     assert np.abs(blocked - one_pass).max() < 1e-6
+
+
+def _conv_module(c_in: int, c_out: int, k: int, rng) -> rmvpe.Conv:
+    conv = rmvpe.Conv(c_in, c_out, k)
+    conv.weight = mx.array((rng.standard_normal((c_out, k, k, c_in)) / np.sqrt(k * k * c_in)).astype(np.float32))
+    conv.bias = mx.array(rng.standard_normal(c_out).astype(np.float32))
+    return conv
+
+
+def _same_conv64(x: np.ndarray, conv: rmvpe.Conv) -> np.ndarray:
+    """A 'same' conv in float64, tap by tap: (H, W, C) -> (H, W, O)."""
+    w, b = np.asarray(conv.weight).astype(np.float64), np.asarray(conv.bias).astype(np.float64)
+    k = w.shape[1]
+    h, wd = x.shape[:2]
+    xp = np.pad(x.astype(np.float64), ((k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+    return sum(xp[dy: dy + h, dx: dx + wd] @ w[:, dy, dx].T for dy in range(k) for dx in range(k)) + b
+
+
+@pytest.mark.parametrize("h, w, splits, c_out", [
+    (96, 128, (16,), 16),  # direct form, row tiles
+    (96, 128, (24, 8), 16),  # two sources (the decoder's concatenation), direct
+    (128, 32, (64,), 64),  # Winograd, row tiles
+    (12, 4, (96, 32), 128),  # Winograd, small image: output channels split between the threads
+    (13, 4, (64,), 64),  # odd height: direct form despite the width
+])
+def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
+    """Every form of the numpy U-Net's 3x3 conv (direct, Winograd, tiled by rows or by channels,
+    with the 1x1 shortcut beside it) equals a float64 convolution at float32 rounding level."""
+    rng = np.random.default_rng(h + c_out)
+    c_in = sum(splits)
+    conv, shortcut = _conv_module(c_in, c_out, 3, rng), _conv_module(c_in, c_out, 1, rng)
+    x = rng.standard_normal((h, w, c_in)).astype(np.float32)
+    sources, lo = [], 0
+    for c in splits:
+        src = rmvpe._padded(h, w, c)
+        rmvpe._interior(src)[...] = x[..., lo: lo + c]
+        sources.append(src)
+        lo += c
+    prepared = rmvpe._Conv3x3(conv, shortcut)
+    out, side = rmvpe._padded(h, w, c_out), rmvpe._padded(h, w, c_out)
+    prepared(sources, out, shortcut_out=side)
+    ref = np.maximum(_same_conv64(x, conv), 0)
+    scale = np.abs(ref).max()
+    assert np.abs(rmvpe._interior(out) - ref).max() < 2e-6 * scale
+    assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut)).max() < 2e-6 * scale
+    for buf in (out, side):  # the zero border that the next convolution reads as padding
+        assert not buf[0].any() and not buf[-1].any() and not buf[:, 0].any() and not buf[:, -1].any()
+
+
+def test_numpy_upconv_matches_mlx():
+    rng = np.random.default_rng(1)
+    up = rmvpe.UpConv(64, 32)
+    up.weight = mx.array((rng.standard_normal((32, 3, 3, 64)) / 24).astype(np.float32))
+    up.bias = mx.array(rng.standard_normal(32).astype(np.float32))
+    x = rng.standard_normal((10, 8, 64)).astype(np.float32)
+    src, out = rmvpe._padded(10, 8, 64), rmvpe._padded(20, 16, 32)
+    rmvpe._interior(src)[...] = x
+    rmvpe._UpConv(up)(src, out)
+    np.testing.assert_allclose(rmvpe._interior(out), np.asarray(up(mx.array(x[None])))[0], atol=2e-6)

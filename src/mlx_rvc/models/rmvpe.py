@@ -848,10 +848,9 @@ class _ResBlock:
         self.conv0 = _Conv3x3(block.conv[0], block.shortcut if self.shortcut else None)
         self.conv3 = _Conv3x3(block.conv[3])
 
-    def __call__(self, sources: list[np.ndarray], out: np.ndarray) -> None:
-        """relu(conv3(relu(conv0(x)))) + shortcut(x) (or + x, then out is x's buffer)."""
-        h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
-        mid = _padded(h, w, self.conv0.c_out)
+    def __call__(self, sources: list[np.ndarray], out: np.ndarray, mid: np.ndarray) -> None:
+        """relu(conv3(relu(conv0(x)))) + shortcut(x) (or + x, then out is x's buffer); mid: a
+        padded buffer for the first conv's output."""
         self.conv0(sources, mid, shortcut_out=out if self.shortcut else None)
         self.conv3([mid], out, residual=True)
 
@@ -872,9 +871,10 @@ class NumpyUnet:
     def _blocks(blocks: list[_ResBlock], sources: list[np.ndarray]) -> np.ndarray:
         h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
         x = sources[0] if not blocks[0].shortcut else _padded(h, w, blocks[0].conv0.c_out)
-        blocks[0](sources, x)
+        mid = _padded(h, w, blocks[0].conv0.c_out)
+        blocks[0](sources, x, mid)
         for block in blocks[1:]:
-            block([x], x)  # in place: each tile of the second conv adds to the rows it read
+            block([x], x, mid)  # in place: each tile of the second conv adds to the rows it read
         return x
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
