@@ -1,0 +1,177 @@
+"""NSF-HiFiGAN decoder per stage: residual blocks by FFT overlap-save against direct convolutions, same run.
+
+    python benchmarks/bench_decoder.py [--version v2] [--rate 48000] [--seconds 30] [--repeats 3] \\
+        [--no-f0] [--synth] [--json]
+
+A full-size voice with random weights (as ``mlx-rvc bench synth``) decodes ``--seconds`` of
+latents in the synthesizer's 2 s pieces. Each stage (``conv_pre``; per upsampling: the
+transposed convolution with its harmonic-source branch, then the residual blocks;
+``conv_post``) is evaluated on its own and its seconds are summed over the pieces. The two
+paths (``layers.FFT_CONV`` True/False) alternate within every repeat and the best repeat per
+stage is reported, so load from other processes hits both alike. ``--synth`` also times the
+whole synthesizer (``infer``) both ways. Reported: seconds per stage, ratios, largest
+difference between the two paths' audio, MLX peak memory and the kernel spectra's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+import mlx_rvc  # noqa: F401  (installs the fast BLAS before MLX loads)
+import mlx.core as mx
+from mlx_rvc.models import layers, nsf
+from mlx_rvc.models import synthesizer as synth
+from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, leaky_relu
+from mlx_rvc.models.nsf import FINAL_LRELU_SLOPE, Generator, sine_excitation
+
+# name: (layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE); 0 keeps MLX's default 32 MiB buffer cache
+PATHS = {"before": (False, 0), "direct": (False, nsf.DECODE_BUFFER_CACHE), "fft": (True, nsf.DECODE_BUFFER_CACHE)}
+
+
+def staged_forward(dec: Generator, x: mx.array, g: mx.array, sine: mx.array | None, times: dict) -> mx.array:
+    """``Generator._forward``, evaluated and timed stage by stage (seconds added into ``times``)."""
+
+    def stage(name, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        mx.eval(out)
+        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+    n_k = len(dec.cfg.resblock_kernel_sizes)
+    har = stage("source", dec.m_source, sine) if sine is not None else None
+    x = stage("conv_pre", lambda x: dec.conv_pre(x) + dec.cond(g), x)
+    for i, up in enumerate(dec.ups):
+        ch = up.out_channels
+
+        def upsample(x, i=i, up=up):
+            x = up(leaky_relu(x, LRELU_SLOPE))
+            return x + dec.noise_convs[i](har) if har is not None else x
+
+        def blocks(x, i=i):
+            xs = dec.resblocks[i * n_k](x)
+            for j in range(1, n_k):
+                xs = xs + dec.resblocks[i * n_k + j](x)
+            return xs / n_k
+
+        x = stage(f"ups{i} ({ch} ch)", upsample, x)
+        x = stage(f"resblocks{i} ({ch} ch)", blocks, x)
+    return stage("conv_post", lambda x: mx.tanh(dec.conv_post(leaky_relu(x, FINAL_LRELU_SLOPE)))[..., 0], x)
+
+
+def one_piece(dec: Generator, z: mx.array, g: mx.array, sine: mx.array | None) -> tuple:
+    """The first full-size interior piece ``Generator.__call__`` decodes, with its context."""
+    upp, margin = dec.cfg.upp, dec.receptive_radius_frames() + 2
+    lo, hi = max(synth.DECODE_CHUNK_FRAMES - margin, 0), 2 * synth.DECODE_CHUNK_FRAMES + margin
+    if hi > z.shape[1]:
+        raise SystemExit(f"--seconds must cover {hi} frames for a full interior piece")
+    return z[:, lo:hi], g, sine[:, lo * upp:hi * upp] if sine is not None else None
+
+
+def spectrum_bytes(dec: Generator) -> int:
+    total = 0
+    for _, m in dec.named_modules():
+        if isinstance(m, layers.FFTConv1d):
+            total += m.spectrum().nbytes
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--version", default="v2", choices=["v1", "v2"])
+    ap.add_argument("--rate", type=int, default=48000, choices=[32000, 40000, 48000])
+    ap.add_argument("--no-f0", action="store_true")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--rounds", type=int, default=10, help="runs of one piece per path for the stage times")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of the whole decoder (and synthesizer) per path")
+    ap.add_argument("--synth", action="store_true", help="also time the whole synthesizer both ways")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    f0 = not args.no_f0
+    cfg = synth.standard_config(args.version, args.rate, f0)
+    model = synth.build(cfg, synth.random_weights(cfg, seed=0))
+    dec = model.dec
+    frames = int(round(args.seconds * synth.FRAME_RATE))
+    rng = np.random.default_rng(0)
+    z = mx.array(rng.standard_normal((1, frames, cfg.inter_channels)).astype(np.float32))
+    g = mx.array(rng.standard_normal((1, 1, cfg.gin_channels)).astype(np.float32))
+    pitchf = (180 + 40 * np.sin(np.arange(frames) / 50)).astype(np.float32)[None]
+    sine = None
+    if f0:
+        upp = dec.cfg.upp
+        sine = mx.array(sine_excitation(pitchf, upp=upp, sample_rate=args.rate,
+                                        noise=rng.standard_normal((1, frames * upp, 1))))
+    phone = mx.array(rng.standard_normal((1, frames, cfg.phone_channels)).astype(np.float32))
+    synth_args = (phone, mx.array([frames]), mx.array([0]))
+    synth_kwargs = {"pitch": mx.array(np.full((1, frames), 100, np.int32)), "pitchf": pitchf} if f0 else {}
+
+    piece = one_piece(dec, z, g, sine)
+    n_pieces = -(-frames // synth.DECODE_CHUNK_FRAMES)
+    best: dict[str, dict[str, float]] = {p: {} for p in PATHS}
+    peak: dict[str, int] = {}
+    audio: dict[str, np.ndarray] = {}
+    for p, (flag, cache) in PATHS.items():  # warm-up (kernel spectra, allocations)
+        layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+        audio[p] = np.asarray(dec(*piece, chunk_frames=synth.DECODE_CHUNK_FRAMES))
+
+    def keep(p: str, times: dict) -> None:
+        for k, v in times.items():
+            best[p][k] = min(best[p].get(k, float("inf")), v)
+
+    # stages: one piece at a time, the paths alternating, so that the best of many short runs is taken
+    for _ in range(args.rounds):
+        for p, (flag, cache) in PATHS.items():
+            layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+            times: dict[str, float] = {}
+            with buffer_cache(cache):
+                staged_forward(dec, *piece, times)
+            keep(p, {k: v * n_pieces for k, v in times.items()})
+    for _ in range(args.repeats):
+        for p, (flag, cache) in PATHS.items():
+            layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+            times = {}
+            mx.reset_peak_memory()
+            t0 = time.perf_counter()
+            mx.eval(dec(z, g, sine, chunk_frames=synth.DECODE_CHUNK_FRAMES))
+            times["decoder (Generator call)"] = time.perf_counter() - t0
+            peak[p] = max(peak.get(p, 0), mx.get_peak_memory())
+            if args.synth:
+                t0 = time.perf_counter()
+                mx.eval(model.infer(*synth_args, **synth_kwargs))
+                times["synthesizer (infer)"] = time.perf_counter() - t0
+            keep(p, times)
+    layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = PATHS["fft"]
+
+    diff = audio["fft"] - audio["direct"]
+    report = {
+        "voice": f"{args.version} {args.rate // 1000}k {'f0' if f0 else 'nof0'}",
+        "audio_seconds": args.seconds,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "stages": {k: {p: best[p][k] for p in PATHS} for k in best["fft"]},
+        "audio_rel_rms_diff": float(np.sqrt(np.mean(diff**2) / np.mean(audio["direct"] ** 2))),
+        "audio_max_abs_diff": float(np.abs(diff).max()),
+        "peak_mlx_bytes": peak,
+        "spectrum_bytes": spectrum_bytes(dec),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['voice']}, {args.seconds:g} s of audio ({n_pieces} pieces), seconds: stages best of "
+          f"{args.rounds} runs of one piece x {n_pieces}, whole calls best of {args.repeats}")
+    print(f"{'stage':28s}" + "".join(f"{p:>9s}" for p in PATHS) + "  before/fft  direct/fft")
+    for k, v in report["stages"].items():
+        print(f"{k:28s}" + "".join(f"{v[p]:9.3f}" for p in PATHS)
+              + f"  {v['before'] / v['fft']:10.2f}  {v['direct'] / v['fft']:10.2f}")
+    print(f"audio fft vs direct: rel rms {report['audio_rel_rms_diff']:.2e}, max |diff| {report['audio_max_abs_diff']:.2e}")
+    print("MLX peak memory: " + ", ".join(f"{p} {b / 2**20:.0f} MiB" for p, b in peak.items())
+          + f"; kernel spectra {report['spectrum_bytes'] / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

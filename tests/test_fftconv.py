@@ -1,0 +1,113 @@
+"""FFT overlap-save convolution against the direct shifted-GEMM convolution and the definition."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx.utils import tree_flatten
+
+from mlx_rvc.models import layers, nsf
+from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
+from mlx_rvc.models.layers import Conv1d, FFTConv1d, buffer_cache, conv1d
+
+from .test_layers import conv1d_ref
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
+
+
+@pytest.mark.parametrize("k,d,t,n_fft", [
+    (11, 1, 300, 64), (11, 3, 300, 128), (11, 5, 500, 256), (7, 1, 200, 64), (7, 5, 90, 256),
+    (3, 1, 50, 16), (11, 5, 20, 64),  # input shorter than one frame's hop
+])
+def test_overlap_save_matches_definition(k, d, t, n_fft):
+    rng = np.random.default_rng(k * 1000 + d * 10 + t)
+    x = rng.standard_normal((t, 12)).astype(np.float32)
+    w = rng.standard_normal((5, 12, k)).astype(np.float32)  # PyTorch (out, in, K)
+    b = rng.standard_normal(5).astype(np.float32)
+    pad = d * (k - 1) // 2
+    spec = kernel_spectrum(w.transpose(0, 2, 1), dilation=d, n_fft=n_fft)
+    assert spec.shape == (n_fft // 2 + 1, 12, 5) and spec.dtype == mx.complex64
+    y = fft_conv1d(mx.array(x[None]), spec, mx.array(b), kernel_size=k, dilation=d, padding=pad)
+    ref = conv1d_ref(x, w, padding=pad, dilation=d) + b
+    assert y.shape == (1,) + ref.shape
+    # float32 transforms: rounding ~1e-7 of the output scale, like the direct float32 sum
+    assert _rel(y[0], ref) < 2e-6
+
+
+@pytest.mark.parametrize("padding", [0, 5, 12])
+def test_batch_and_any_padding_equal_direct_convolution(padding):
+    rng = np.random.default_rng(padding)
+    x = mx.array(rng.standard_normal((3, 700, 16)).astype(np.float32))
+    w = mx.array(rng.standard_normal((8, 11, 16)).astype(np.float32))
+    direct = conv1d(x, w, None, dilation=3, padding=padding)
+    fft = fft_conv1d(x, kernel_spectrum(w, dilation=3, n_fft=128), None, kernel_size=11, dilation=3,
+                     padding=padding)
+    assert fft.shape == direct.shape
+    for i in range(3):  # items stay apart
+        assert _rel(fft[i], direct[i]) < 2e-6
+
+
+def test_fft_size_is_a_power_of_two_of_about_five_spans():
+    assert fft_size(11, 1) == 64  # span 11: 55 -> 64
+    assert fft_size(7, 3) == 128  # span 19: 95 -> 128
+    assert fft_size(11, 5) == 256  # span 51: 255 -> 256
+    assert fft_size(3, 1) == 64  # never below MIN_FFT
+    with pytest.raises(ValueError, match="shorter than the kernel span"):
+        kernel_spectrum(np.zeros((2, 11, 2), np.float32), dilation=5, n_fft=32)
+
+
+def test_fft_module_has_conv1d_parameters_and_follows_new_weights():
+    rng = np.random.default_rng(0)
+    direct = Conv1d(16, 16, 7, dilation=3, padding=9)
+    fft = FFTConv1d(16, 16, 7, n_fft=fft_size(7, 3), dilation=3, padding=9)
+    assert {k: v.shape for k, v in fft.parameters().items()} == {k: v.shape for k, v in direct.parameters().items()}
+    x = mx.array(rng.standard_normal((1, 400, 16)).astype(np.float32))
+    for _ in range(2):  # the spectrum is rebuilt when new weights are loaded
+        weights = [("weight", mx.array(rng.standard_normal((16, 7, 16)).astype(np.float32))),
+                   ("bias", mx.array(rng.standard_normal(16).astype(np.float32)))]
+        direct.load_weights(weights)
+        fft.load_weights(weights)
+        assert _rel(fft(x), direct(x)) < 2e-6
+    layers.FFT_CONV = False
+    try:
+        np.testing.assert_array_equal(np.asarray(fft(x)), np.asarray(direct(x)))
+    finally:
+        layers.FFT_CONV = True
+
+
+def test_residual_blocks_use_fft_only_where_it_was_measured_faster():
+    assert isinstance(nsf.resblock_conv(128, 11, 5), FFTConv1d)
+    assert isinstance(nsf.resblock_conv(64, 7, 1), FFTConv1d)
+    assert isinstance(nsf.resblock_conv(32, 11, 1), FFTConv1d)
+    assert not isinstance(nsf.resblock_conv(32, 7, 1), FFTConv1d)
+    assert not isinstance(nsf.resblock_conv(128, 3, 1), FFTConv1d)
+    assert not isinstance(nsf.resblock_conv(256, 11, 1), FFTConv1d)
+    block = nsf.ResBlock1(64, 11, (1, 3, 5))
+    rng = np.random.default_rng(1)
+    block.load_weights([(k, mx.array(0.05 * rng.standard_normal(v.shape).astype(np.float32)))
+                        for k, v in tree_flatten(block.parameters())])
+    x = mx.array(rng.standard_normal((1, 1000, 64)).astype(np.float32))
+    fft = block(x)
+    layers.FFT_CONV = False
+    try:
+        direct = block(x)
+    finally:
+        layers.FFT_CONV = True
+    assert _rel(fft, direct) < 2e-6
+
+
+def test_buffer_cache_is_restored():
+    old = mx.set_cache_limit(32 << 20)
+    try:
+        with buffer_cache(256 << 20):
+            assert mx.set_cache_limit(256 << 20) == 256 << 20
+        assert mx.set_cache_limit(32 << 20) == 32 << 20
+        with buffer_cache(1 << 20):  # a larger limit already set is kept
+            assert mx.set_cache_limit(32 << 20) == 32 << 20
+    finally:
+        mx.set_cache_limit(old)
