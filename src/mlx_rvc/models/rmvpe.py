@@ -3,7 +3,8 @@
 The network's widths and depths are read from the weights (the released model is
 ``E2E(n_blocks=4, n_gru=1, kernel_size=(2, 2))``; other widths load the same way). BatchNorm
 running statistics are folded into the preceding convolutions at import. Images are
-channels-last: (B, time, mel bins, channels).
+channels-last: (B, time, mel bins, channels). When MLX computes on the CPU, the U-Net and the
+GRU run in numpy instead (:class:`NumpyUnet`, :func:`gru_layer_numpy`), tiled over two threads.
 
 Decoding (salience → Hz) and the mel front end are the pure functions of ``mlx_rvc.dsp``.
 """
@@ -476,7 +477,9 @@ def _gru_direction(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.n
 # layer works on cache-sized tiles of rows, all passes of a tile while it is in cache, on two
 # worker threads each running single-threaded BLAS; activations live in zero-bordered
 # (H+2, W+2, C) buffers that convolutions read in place, and the decoder's concatenation is never
-# built: its two halves are two sources of the same column stack.
+# built: its two halves are two sources of the same column stack. Convolutions with 64 output
+# channels or more use Winograd's F(2x2, 3x3), whose transformed weights are prepared on first use
+# and kept (16/9 of those convolutions' weights: ~0.4 GB more for the released model's sizes).
 
 TILE_BYTES = 1 << 20  # column stack per tile (the L2 cache per core is 1-2 MB)
 MIN_TILE_PIXELS = 512  # below this many pixels per tile, split output channels instead of rows
