@@ -52,11 +52,14 @@ def test_batch_and_any_padding_equal_direct_convolution(padding):
         assert _rel(fft[i], direct[i]) < 2e-6
 
 
-def test_fft_size_is_a_power_of_two_of_about_five_spans():
-    assert fft_size(11, 1) == 64  # span 11: 55 -> 64
-    assert fft_size(7, 3) == 128  # span 19: 95 -> 128
-    assert fft_size(11, 5) == 256  # span 51: 255 -> 256
-    assert fft_size(3, 1) == 64  # never below MIN_FFT
+def test_fft_size_follows_the_plan():
+    assert fft_size(11, 1, 128) == 128  # span 11: 8 spans = 88, at least 128
+    assert fft_size(7, 3, 64) == 256  # span 19: 152 -> 256
+    assert fft_size(11, 5, 128) == 256  # span 51: capped at 256
+    assert fft_size(11, 1, 256) == 64  # span 11: 4 spans = 44 -> 64
+    assert fft_size(11, 5, 256) == 128  # capped at 128
+    assert fft_size(11, 1, 32) == 256
+    assert fft_size(7, 1, 32) is None and fft_size(3, 1, 128) is None and fft_size(11, 1, 16) is None
     with pytest.raises(ValueError, match="shorter than the kernel span"):
         kernel_spectrum(np.zeros((2, 11, 2), np.float32), dilation=5, n_fft=32)
 
@@ -64,7 +67,7 @@ def test_fft_size_is_a_power_of_two_of_about_five_spans():
 def test_fft_module_has_conv1d_parameters_and_follows_new_weights():
     rng = np.random.default_rng(0)
     direct = Conv1d(16, 16, 7, dilation=3, padding=9)
-    fft = FFTConv1d(16, 16, 7, n_fft=fft_size(7, 3), dilation=3, padding=9)
+    fft = FFTConv1d(16, 16, 7, n_fft=256, dilation=3, padding=9)
     assert {k: v.shape for k, v in fft.parameters().items()} == {k: v.shape for k, v in direct.parameters().items()}
     x = mx.array(rng.standard_normal((1, 400, 16)).astype(np.float32))
     for _ in range(2):  # the spectrum is rebuilt when new weights are loaded
@@ -86,7 +89,8 @@ def test_residual_blocks_use_fft_only_where_it_was_measured_faster():
     assert isinstance(nsf.resblock_conv(32, 11, 1), FFTConv1d)
     assert not isinstance(nsf.resblock_conv(32, 7, 1), FFTConv1d)
     assert not isinstance(nsf.resblock_conv(128, 3, 1), FFTConv1d)
-    assert not isinstance(nsf.resblock_conv(256, 11, 1), FFTConv1d)
+    assert isinstance(nsf.resblock_conv(256, 11, 1), FFTConv1d)
+    assert not isinstance(nsf.resblock_conv(16, 11, 1), FFTConv1d)
     block = nsf.ResBlock1(64, 11, (1, 3, 5))
     rng = np.random.default_rng(1)
     block.load_weights([(k, mx.array(0.05 * rng.standard_normal(v.shape).astype(np.float32)))

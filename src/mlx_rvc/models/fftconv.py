@@ -7,11 +7,11 @@ the convolution is then one complex (frames × Cin) @ (Cin × Cout) product, bat
 n_fft/2 + 1 bins, with the kernel spectrum computed once per weight.
 
 Cost per output sample and channel pair: 4·(n_fft/2 + 1)/L real multiplications (a complex
-multiply-add is four) instead of K. With n_fft ≈ 5·S that is about 2.5, so a K=11 kernel does
-~4.4x fewer GEMM FLOPs and K=7 ~2.8x fewer, any dilation; K=3 gains nothing. The transforms
+multiply-add is four) instead of K. With n_fft ≈ 8·S that is about 2.3, so a K=11 kernel does
+~4.8x fewer GEMM FLOPs and K=7 ~3x fewer, any dilation; K=3 gains nothing. The transforms
 (single-threaded in MLX) and the framing copies cost about as much as 1–2 direct taps, which
-is why :func:`fft_size` only answers for kernels long enough to pay (measured in
-``benchmarks/bench_decoder.py``). Rounding is that of float32 transforms: ~3e-7 relative,
+is why :func:`fft_size` only answers for kernels and channel counts where the whole
+convolution was measured faster. Rounding is that of float32 transforms: ~3e-7 relative,
 the same order as the direct float32 sum.
 """
 
@@ -20,19 +20,34 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-MIN_FFT = 64  # shortest transform worth its per-frame overhead (measured at 32–256 channels)
-FRAMES_PER_SPAN = 5  # n_fft ≈ this many spans: the valid fraction L/n_fft against transform length
+# Measured on 2 s decoder pieces (benchmarks/bench_decoder.py; /tmp tuning runs of every (K, d)):
+# channels -> (fewest taps worth a transform, transform length in kernel spans, shortest, longest).
+# At 64–128 channels 256-point transforms were fastest for every dilation (128 for d = 1 is as
+# fast at half the spectrum size). At 256 channels a piece is only ~2,700 samples and every bin
+# holds a 0.5 MiB kernel spectrum, so shorter transforms win; at 32 channels the GEMMs are thin
+# and the transforms dominate, so only K=11 gains (1.5x), with the longest frames.
+FFT_PLAN = {
+    32: (11, 8, 256, 256),
+    64: (7, 8, 128, 256),
+    128: (7, 8, 128, 256),
+    256: (7, 4, 64, 128),
+}
 
 
-def fft_size(kernel_size: int, dilation: int = 1) -> int:
-    """Transform length for a kernel of ``kernel_size`` taps at ``dilation``: a power of two ≥ 5 spans.
+def fft_size(kernel_size: int, dilation: int, channels: int) -> int | None:
+    """Transform length for a (channels → channels) kernel of ``kernel_size`` taps at ``dilation``.
 
-    Longer frames waste less on the S − 1 overlap but make larger per-bin weights and transforms;
-    five spans was the fastest power of two for every (K, d) of RVC's decoders at 64–128 channels.
+    Returns ``None`` where the direct convolution was measured faster (short kernels, channel
+    counts not in :data:`FFT_PLAN`). Otherwise a power of two of about the planned number of
+    kernel spans ((K−1)·d + 1 samples), within the planned bounds.
     """
+    plan = FFT_PLAN.get(channels)
+    if plan is None or kernel_size < plan[0]:
+        return None
+    _, spans, shortest, longest = plan
     span = (kernel_size - 1) * dilation + 1
-    n = MIN_FFT
-    while n < FRAMES_PER_SPAN * span:
+    n = shortest
+    while n < spans * span and n < longest:
         n *= 2
     return n
 

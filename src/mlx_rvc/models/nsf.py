@@ -123,19 +123,15 @@ class MonoPointwise(nn.Module):
 
 
 def resblock_conv(channels: int, kernel_size: int, dilation: int) -> Conv1d:
-    """A residual-block convolution, by FFT overlap-save where that was measured faster.
+    """A residual-block convolution: by FFT overlap-save where :func:`fft_size` plans it, else direct.
 
-    Measured per convolution on 2 s decoder pieces (``benchmarks/bench_decoder.py``): K=7 and
-    K=11 run 2–3x faster by FFT at 64–128 channels and K=11 ~1.3x at 32; K=3 is always slower,
-    and so is K=7 at 32 channels, where the GEMMs are too thin to outweigh the transforms. At
-    256 channels the pieces are short (~2,700 samples) and each kernel spectrum is large
-    (0.5 MiB per bin), so the direct form is kept there.
+    Measured per convolution on 2 s pieces of a v2 48k decoder: K=7 and K=11 run 1.7–3.5x faster
+    by FFT at 64–256 channels, K=11 ~1.5x at 32; K=3 is always slower.
     """
     padding = get_padding(kernel_size, dilation)
-    fft = 32 <= channels <= 128 and (kernel_size >= 11 or (kernel_size >= 7 and channels >= 64))
-    if fft:
-        return FFTConv1d(channels, channels, kernel_size, n_fft=fft_size(kernel_size, dilation),
-                         dilation=dilation, padding=padding)
+    n_fft = fft_size(kernel_size, dilation, channels)
+    if n_fft is not None:
+        return FFTConv1d(channels, channels, kernel_size, n_fft=n_fft, dilation=dilation, padding=padding)
     return Conv1d(channels, channels, kernel_size, dilation=dilation, padding=padding)
 
 
