@@ -93,6 +93,26 @@ def test_fast_blas_is_active_on_linux_and_can_be_disabled():
     assert "too late" in out.stderr
 
 
+def test_openblas_core_type_choice(monkeypatch):
+    import mlx_rvc.backend as backend
+
+    monkeypatch.setattr(backend.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(backend.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.delenv("MLX_RVC_OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2", "fma"} | backend.SKYLAKEX_FLAGS)
+    assert backend._openblas_core()[0] == "SkylakeX"
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2", "fma", "avx512f"})  # not the whole set
+    assert backend._openblas_core()[0] is None
+    monkeypatch.setenv("MLX_RVC_OPENBLAS_CORETYPE", "Zen")
+    assert backend._openblas_core()[0] == "Zen"
+    monkeypatch.setenv("MLX_RVC_OPENBLAS_CORETYPE", "none")
+    assert backend._openblas_core()[0] is None
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # the environment's own choice always wins
+    core, note = backend._openblas_core()
+    assert core is None and "Haswell" in note
+
+
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "mlx_rvc", "--help"], capture_output=True, text=True, check=True)
     assert "parity" in out.stdout and "import" in out.stdout

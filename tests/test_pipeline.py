@@ -171,6 +171,9 @@ def test_convert_file_writes_exactly_what_convert_returns(library, speech, tmp_p
     src = tmp_path / "in.wav"
     sf.write(src, speech * 1.5, 16000, subtype="FLOAT")  # loud: both peak guards act
     conv = VoiceConverter("alice")
+    # the first RMVPE call in a process rounds differently (~1e-7: fresh buffers' alignment
+    # changes OpenBLAS's summation order), so compare calls after it
+    conv.convert(speech, 16000)
     for options, subtype in [(ConversionOptions(chunking=SHORT_CHUNKS, seed=1), "FLOAT"),
                              (ConversionOptions(chunking=SHORT_CHUNKS, rms_mix_rate=0.5, resample_sr=44100), "PCM_24"),
                              (ConversionOptions(rms_mix_rate=1.0), "PCM_16")]:

@@ -24,6 +24,7 @@ from .dsp.filters import highpass_padded
 from .dsp.rms import MIX_BLOCK, array_reader, mix_rms, mix_rms_blocks
 from .errors import MlxRvcError
 from .options import ConversionOptions
+from .spool import Spool
 
 INPUT_PEAK = 0.95  # inputs louder than this are scaled down before conversion (reference)
 OUTPUT_PEAK = 0.99  # the output is scaled down if it would exceed this
@@ -138,47 +139,6 @@ class _Plan:
     pitchf: np.ndarray | None  # f0 in Hz per frame
     chunks: list[Chunk]
     timings: dict[str, float]
-
-
-class Spool:
-    """A float32 signal appended to a temporary raw file and read back in blocks.
-
-    Reads go through the page cache, not a memory map, so a long signal never counts
-    towards the process's resident memory. The file is removed on exit.
-    """
-
-    def __init__(self, folder: Path):
-        import tempfile
-
-        self._file = tempfile.NamedTemporaryFile(prefix=".mlx-rvc-", suffix=".f32", dir=folder, delete=True)
-        self._n = 0
-        self.peak = 0.0  # largest |sample| appended
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, x: np.ndarray) -> None:
-        x = np.ascontiguousarray(x, np.float32)
-        if x.size:
-            self.peak = max(self.peak, float(np.abs(x).max()))
-        self._file.seek(self._n * 4)
-        self._file.write(x.tobytes())
-        self._n += x.size
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """Samples ``lo..hi``; zeros outside the signal."""
-        out = np.zeros(hi - lo, np.float32)
-        a, b = max(lo, 0), min(hi, self._n)
-        if b > a:
-            self._file.seek(a * 4)
-            out[a - lo: b - lo] = np.frombuffer(self._file.read((b - a) * 4), np.float32)
-        return out
 
 
 def resample_blocks(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int) -> Iterator[np.ndarray]:
