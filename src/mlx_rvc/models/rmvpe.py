@@ -477,9 +477,9 @@ def _gru_direction(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.n
 # layer works on cache-sized tiles of rows, all passes of a tile while it is in cache, on two
 # worker threads each running single-threaded BLAS; activations live in zero-bordered
 # (H+2, W+2, C) buffers that convolutions read in place, and the decoder's concatenation is never
-# built: its two halves are two sources of the same column stack. Convolutions with 64 output
-# channels or more use Winograd's F(2x2, 3x3), whose transformed weights are prepared on first use
-# and kept (16/9 of those convolutions' weights: ~0.4 GB more for the released model's sizes).
+# built: its two halves are two sources of the same column stack. Convolutions with 64 to 256 output
+# channels use Winograd's F(2x2, 3x3), whose transformed weights are prepared once and kept (16/9
+# of those convolutions' weights: ~0.1 GB for the released model's sizes).
 
 TILE_BYTES = 1 << 20  # column stack per tile (the L2 cache per core is 1-2 MB)
 MIN_TILE_PIXELS = 512  # below this many pixels per tile, split output channels instead of rows
@@ -602,8 +602,11 @@ def _tiles(h: int, w: int, row_bytes: int, n_out: int) -> list[tuple[int, int, i
 # products per channel pair instead of 36, exact in real arithmetic; its transforms only add,
 # subtract and halve. Pays off where the GEMMs dominate (2.25x fewer flops): measured per conv for
 # 30 s, 64 channels 16 -> 12.5 ms of CPU, 128: 15 -> 9, 256 and 512: 15 -> 8; at 32 channels
-# and fewer the 4x larger transformed input costs as much memory traffic as it saves.
+# and fewer the 4x larger transformed input costs as much memory traffic as it saves. The 32
+# 512-channel convolutions of the released model would keep 0.53 GB of transformed weights for
+# ~0.1 s per 30 s (on two cores): not worth a third of the pipeline's memory budget.
 WINOGRAD_MIN_CHANNELS = 64  # output channels
+WINOGRAD_MAX_CHANNELS = 256
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # weight transform
 
 
@@ -682,7 +685,7 @@ class _Conv3x3:
         self.shortcut = None
         if shortcut is not None:
             self.shortcut = (np.asarray(shortcut.weight)[:, 0, 0, :].T, _RowBias(np.asarray(shortcut.bias)))
-        self.u = _winograd_weights(weight) if o >= WINOGRAD_MIN_CHANNELS else None
+        self.u = _winograd_weights(weight) if WINOGRAD_MIN_CHANNELS <= o <= WINOGRAD_MAX_CHANNELS else None
 
     def __call__(self, sources: list[np.ndarray], out: np.ndarray, *, residual: bool = False,
                  relu: bool = True, shortcut_out: np.ndarray | None = None) -> None:
