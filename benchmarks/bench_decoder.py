@@ -1,16 +1,24 @@
 """NSF-HiFiGAN decoder per stage: residual blocks by FFT overlap-save against direct convolutions, same run.
 
-    python benchmarks/bench_decoder.py [--version v2] [--rate 48000] [--seconds 30] [--repeats 3] \\
-        [--no-f0] [--synth] [--json]
+    python benchmarks/bench_decoder.py [--version v2] [--rate 48000] [--seconds 30] [--rounds 10] \
+        [--repeats 2] [--no-f0] [--synth] [--json]
+    python benchmarks/bench_decoder.py --tune [--rounds 8]
 
 A full-size voice with random weights (as ``mlx-rvc bench synth``) decodes ``--seconds`` of
-latents in the synthesizer's 2 s pieces. Each stage (``conv_pre``; per upsampling: the
-transposed convolution with its harmonic-source branch, then the residual blocks;
-``conv_post``) is evaluated on its own and its seconds are summed over the pieces. The two
-paths (``layers.FFT_CONV`` True/False) alternate within every repeat and the best repeat per
-stage is reported, so load from other processes hits both alike. ``--synth`` also times the
-whole synthesizer (``infer``) both ways. Reported: seconds per stage, ratios, largest
-difference between the two paths' audio, MLX peak memory and the kernel spectra's size.
+latents in the synthesizer's 2 s pieces, three ways: ``before`` (direct convolutions, MLX's
+default 32 MiB buffer cache: the decoder as it was), ``direct`` (direct convolutions, decoding
+buffer cache) and ``fft`` (the default: FFT overlap-save where planned, decoding buffer cache).
+
+Stage times (``conv_pre``; per upsampling: the transposed convolution with its harmonic-source
+branch, then the residual blocks; ``conv_post``) are the best of ``--rounds`` runs of one
+interior piece per path, the paths alternating run by run so that load from other processes
+hits all alike, multiplied by the number of pieces. Whole-decoder (and with ``--synth``
+whole-synthesizer) times are the best of ``--repeats`` alternating calls. Also reported: the
+largest difference between the fft and direct audio, MLX peak memory, the kernel spectra's size.
+
+``--tune`` times every residual-block convolution (K, d) of RVC's decoders at each stage's
+channel count and piece length, directly and by FFT at each transform length, alternating:
+the measurements behind :data:`mlx_rvc.models.fftconv.FFT_PLAN`.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import mlx_rvc  # noqa: F401  (installs the fast BLAS before MLX loads)
 import mlx.core as mx
 from mlx_rvc.models import layers, nsf
 from mlx_rvc.models import synthesizer as synth
-from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, leaky_relu
+from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
+from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, conv1d, leaky_relu
 from mlx_rvc.models.nsf import FINAL_LRELU_SLOPE, Generator, sine_excitation
 
 # name: (layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE); 0 keeps MLX's default 32 MiB buffer cache
@@ -80,6 +89,37 @@ def spectrum_bytes(dec: Generator) -> int:
     return total
 
 
+def tune(rounds: int) -> None:
+    """Best seconds per convolution on one 48k piece: direct against FFT at each transform length."""
+    rng = np.random.default_rng(0)
+    piece = (synth.DECODE_CHUNK_FRAMES + 28) * 12  # 256-ch samples of a v2 48k piece with context
+    print(f"{'ch':>4s} {'K':>3s} {'d':>2s} {'samples':>8s} {'direct':>8s}  fft by length (ms)  -> best, planned")
+    with buffer_cache(4 << 30):  # room for every length's buffers at once: no page faults between runs
+        for channels, samples in ((256, piece), (128, piece * 10), (64, piece * 20), (32, piece * 40)):
+            x = mx.array(rng.standard_normal((1, samples, channels)).astype(np.float32))
+            for k, d in ((7, 1), (7, 3), (7, 5), (11, 1), (11, 3), (11, 5)):
+                w = mx.array((rng.standard_normal((channels, k, channels)) / np.sqrt(k * channels)).astype(np.float32))
+                pad = d * (k - 1) // 2
+                span = (k - 1) * d + 1
+                runs = {"direct": lambda w=w, d=d, pad=pad: conv1d(x, w, dilation=d, padding=pad)}
+                for n in (32, 64, 128, 256, 512):
+                    if n >= span + 8:
+                        spec = kernel_spectrum(w, dilation=d, n_fft=n)
+                        runs[n] = lambda s=spec, k=k, d=d, pad=pad: fft_conv1d(x, s, kernel_size=k, dilation=d,
+                                                                               padding=pad)
+                best = {name: float("inf") for name in runs}
+                for _ in range(rounds):
+                    for name, fn in runs.items():
+                        t0 = time.perf_counter()
+                        mx.eval(fn())
+                        best[name] = min(best[name], time.perf_counter() - t0)
+                fastest = min((n for n in best if n != "direct"), key=best.get)
+                print(f"{channels:4d} {k:3d} {d:2d} {samples:8d} {best['direct'] * 1e3:8.1f}  "
+                      + " ".join(f"{n}:{best[n] * 1e3:.1f}" for n in best if n != "direct")
+                      + f"  -> {fastest} ({best['direct'] / best[fastest]:.2f}x), planned {fft_size(k, d, channels)}",
+                      flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--version", default="v2", choices=["v1", "v2"])
@@ -90,7 +130,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs of the whole decoder (and synthesizer) per path")
     ap.add_argument("--synth", action="store_true", help="also time the whole synthesizer both ways")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tune", action="store_true", help="time each convolution at each transform length instead")
     args = ap.parse_args()
+    if args.tune:
+        tune(args.rounds)
+        return
 
     f0 = not args.no_f0
     cfg = synth.standard_config(args.version, args.rate, f0)

@@ -20,15 +20,16 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-# Measured on 2 s decoder pieces (benchmarks/bench_decoder.py; /tmp tuning runs of every (K, d)):
+# Measured on 2 s decoder pieces (``benchmarks/bench_decoder.py --tune``: every (K, d) of RVC's
+# residual blocks at each transform length, interleaved with the direct form):
 # channels -> (fewest taps worth a transform, transform length in kernel spans, shortest, longest).
-# At 64–128 channels 256-point transforms were fastest for every dilation (128 for d = 1 is as
-# fast at half the spectrum size). At 256 channels a piece is only ~2,700 samples and every bin
-# holds a 0.5 MiB kernel spectrum, so shorter transforms win; at 32 channels the GEMMs are thin
-# and the transforms dominate, so only K=11 gains (1.5x), with the longest frames.
+# At 64–128 channels 256-point transforms were fastest for every dilation (at 128 channels 128
+# points for d = 1 are as fast at half the spectrum size). At 256 channels a piece is only ~2,700 samples and every bin
+# holds a 0.5 MiB kernel spectrum, so shorter transforms win. At 32 channels the GEMMs are thin
+# and the transforms dominate: K=11 alone was up to 1.35x faster, but a whole stage of residual
+# blocks was not faster, so 32 (and fewer) channels stay direct.
 FFT_PLAN = {
-    32: (11, 8, 256, 256),
-    64: (7, 8, 128, 256),
+    64: (7, 8, 256, 256),
     128: (7, 8, 128, 256),
     256: (7, 4, 64, 128),
 }

@@ -6,6 +6,8 @@ so every convolution here is written as matrix products:
 
 * a stride-1 convolution of any dilation is K accumulating GEMMs over shifted row blocks of
   the padded input (:func:`conv1d`);
+* long kernels (K ≥ 7, where measured faster) can instead run by FFT overlap-save
+  (:class:`FFTConv1d`, :mod:`mlx_rvc.models.fftconv`), same parameters;
 * a transposed convolution is a polyphase filter bank: one stride-1 convolution produces all
   ``stride`` output phases as extra channels, which a reshape interleaves (see
   :func:`polyphase_weight` for the weight layout, prepared once at import).
