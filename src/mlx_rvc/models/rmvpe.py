@@ -442,13 +442,14 @@ def gru_layer_numpy(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.
 
 
 def _gru_direction(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
-                   out: np.ndarray) -> None:
-    """States of one GRU direction over x (T, n_in), read in order, into out (T, h)."""
+                   out: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+    """States of one GRU direction over x (T, n_in), read in order, into out (T, h), starting
+    from ``state`` (zeros when None); returns the last state, so a sequence can be fed in pieces."""
     from scipy.special import expit  # a float32 sigmoid without exp's overflow warnings
 
     h = w_hh.shape[1]
     w_hh_t = w_hh.T  # (h, 3h) view: BLAS reads it transposed
-    state = np.zeros(h, np.float32)
+    state = np.zeros(h, np.float32) if state is None else np.array(state, np.float32)
     gh = np.empty(3 * h, np.float32)
     rz = np.empty(2 * h, np.float32)
     new = np.empty(h, np.float32)
@@ -466,6 +467,7 @@ def _gru_direction(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.n
             state *= rz[h:]
             state += new  # (1 - z)·n + z·h, in torch's form (h - n)·z + n
             out[step] = state
+    return state
 
 
 # ----------------------------------------------------------------------------- numpy U-Net (CPU)
@@ -968,9 +970,64 @@ class E2E(nn.Module):
         mx.eval(out)
         return np.asarray(out[0, :n])
 
-    def f0(self, audio_16k: np.ndarray, *, threshold: float = VOICING_THRESHOLD) -> np.ndarray:
-        """f0 in Hz per 10 ms frame (len // 160 + 1 frames), 0 where unvoiced."""
-        return salience_to_f0(self.salience(log_mel(audio_16k)), threshold=threshold)
+    def f0(self, audio_16k: np.ndarray, *, threshold: float = VOICING_THRESHOLD,
+           block_frames: int = UNET_BLOCK_FRAMES) -> np.ndarray:
+        """f0 in Hz per 10 ms frame (len // 160 + 1 frames), 0 where unvoiced.
+
+        On the CPU, inputs longer than one U-Net block go through :meth:`_f0_streamed`, whose
+        memory does not grow with the length beyond the log-mel and the f0 itself.
+        """
+        mel = log_mel(audio_16k)
+        padded = -(-mel.shape[1] // FRAME_MULTIPLE) * FRAME_MULTIPLE
+        if numpy_kernels() and self.cfg.n_gru <= 1 and padded > block_frames + 2 * UNET_CONTEXT_FRAMES:
+            return self._f0_streamed(mel, threshold, block_frames)
+        return salience_to_f0(self.salience(mel, block_frames=block_frames), threshold=threshold)
+
+    def _f0_streamed(self, mel: np.ndarray, threshold: float, block_frames: int) -> np.ndarray:
+        """:meth:`salience` and decoding in bounded memory, for long inputs on the CPU.
+
+        The same blocks and context as :meth:`salience`, but the bidirectional GRU, which needs
+        the whole sequence, runs in two sweeps over them: forwards, spooling each block's image
+        features and forward states to disk (:class:`mlx_rvc.spool.Spool`), then backwards,
+        carrying the reverse state from the last block, with the head and f0 decoding done per
+        block. Every frame gets the numbers of one pass.
+        """
+        from ..spool import Spool
+
+        if self._numpy_unet is None:
+            self._numpy_unet = NumpyUnet(self)
+        n = mel.shape[1]
+        padded = -(-n // FRAME_MULTIPLE) * FRAME_MULTIPLE
+        blocks = [(start, min(start + block_frames, padded)) for start in range(0, padded, block_frames)]
+        gru = self.fc[0].gru if self.cfg.n_gru else None
+        if gru is not None:
+            w_ih, w_hh, b_ih, b_hh = ([np.asarray(getattr(gru, f"{name}_l0{suffix}")) for suffix in ("", "_reverse")]
+                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        f0 = np.zeros(n)
+        with Spool(width=3 * N_MELS) as feats, Spool(width=max(self.cfg.gru_hidden, 1)) as forward:
+            state = None
+            for start, stop in blocks:
+                lo, hi = max(start - UNET_CONTEXT_FRAMES, 0), min(stop + UNET_CONTEXT_FRAMES, padded)
+                rows = np.zeros((hi - lo, N_MELS), np.float32)  # the zero padding of one pass past n
+                rows[: max(min(hi, n) - lo, 0)] = mel[:, lo: min(hi, n)].T
+                part = self._numpy_unet(rows)[start - lo: stop - lo]
+                feats.append(part)
+                if gru is not None:
+                    out = np.empty((stop - start, self.cfg.gru_hidden), np.float32)
+                    state = _gru_direction(part, w_ih[0], w_hh[0], b_ih[0], b_hh[0], out, state)
+                    forward.append(out)
+            state = None
+            for start, stop in reversed(blocks):
+                part = feats.read(start, stop)
+                if gru is not None:
+                    backward = np.empty((stop - start, self.cfg.gru_hidden), np.float32)
+                    state = _gru_direction(part[::-1], w_ih[1], w_hh[1], b_ih[1], b_hh[1], backward[::-1], state)
+                    part = np.concatenate([forward.read(start, stop), backward], axis=1)
+                keep = min(stop, n) - start
+                if keep > 0:
+                    salience = mx.sigmoid(self.fc[-1](mx.array(part[:keep])))
+                    f0[start: start + keep] = salience_to_f0(np.asarray(salience), threshold=threshold)
+        return f0
 
 
 RELEASED = RmvpeConfig(en_de_layers=5, inter_layers=4, n_blocks=4, in_channels=1, en_out_channels=16,
