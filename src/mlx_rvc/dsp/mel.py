@@ -75,18 +75,21 @@ def log_mel(audio: np.ndarray, *, block_seconds: float = 60.0) -> np.ndarray:
     Computed a minute of frames at a time: the full linear spectrogram of a long recording
     would be four times the size of the mel one.
     """
-    x = np.asarray(audio, np.float64).ravel()
+    x = np.asarray(audio).ravel()
+    n = x.size
     pad = N_FFT // 2
-    if x.size <= pad:
-        raise ValueError(f"{x.size} samples are too few for centred reflect padding of {pad}")
-    xp = np.pad(x, pad, mode="reflect")
-    n_frames = 1 + (xp.size - N_FFT) // HOP
+    if n <= pad:
+        raise ValueError(f"{n} samples are too few for centred reflect padding of {pad}")
+    n_frames = 1 + (n + 2 * pad - N_FFT) // HOP
     step = max(1, int(block_seconds * SAMPLE_RATE / HOP))
     fb = mel_filterbank()
     out = np.empty((N_MELS, n_frames), np.float32)
     for s in range(0, n_frames, step):
         e = min(s + step, n_frames)
-        # frames s..e-1 of the padded signal, analysed without re-padding
-        mag = stft_magnitude_frames(xp[s * HOP: (e - 1) * HOP + N_FFT])
+        # samples s·hop .. (e−1)·hop + n_fft of the reflect-padded signal, in float64, without
+        # padding (or converting) the whole recording
+        idx = np.abs(np.arange(s * HOP, (e - 1) * HOP + N_FFT) - pad)
+        idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
+        mag = stft_magnitude_frames(x[idx].astype(np.float64))
         out[:, s:e] = np.log(np.maximum(fb @ mag, np.float32(LOG_FLOOR)))
     return out
