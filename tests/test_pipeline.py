@@ -248,3 +248,14 @@ def test_cli_bench_pipeline_reports_every_stage(library, speech, tmp_path):
     assert r["audio_seconds"] == pytest.approx(len(speech) / 16000)
     assert set(r["extra"]["stages"]) >= {"decode", "pitch", "features", "retrieval", "synthesis", "finish", "write"}
     assert r["peak_rss_bytes"] > 0 and len(r["seconds"]) == 1 and r["extra"]["cold_seconds"] > 0
+
+
+def test_pitch_model_is_dropped_after_the_pitch_stage_unless_kept(library, speech):
+    conv = VoiceConverter("alice")
+    first = conv.convert(speech, 16000)
+    assert conv._rmvpe is None  # not resident beside the encoder and synthesizer
+    again = conv.convert(speech, 16000)  # loaded again on demand
+    np.testing.assert_allclose(again.f0, first.f0, rtol=1e-5)
+    kept = VoiceConverter("alice", keep_pitch_model=True)
+    kept.convert(speech, 16000)
+    assert kept._rmvpe is not None

@@ -158,14 +158,19 @@ class VoiceConverter:
         voice: an imported voice directory (or a library name, resolved by :mod:`mlx_rvc.store`).
         encoder: HuBERT/ContentVec model directory; default: the library's.
         pitch_model: RMVPE model directory; default: the library's (only needed for ``rmvpe``).
+        keep_pitch_model: keep RMVPE loaded between conversions. By default it is dropped once
+            a conversion's pitch is estimated and loaded again by the next one (~0.4 s): its
+            ~0.45 GB then never sits beside the content encoder and the synthesizer, which is
+            what keeps a conversion's peak memory under 1.5 GB.
     """
 
-    def __init__(self, voice, *, encoder=None, pitch_model=None):
+    def __init__(self, voice, *, encoder=None, pitch_model=None, keep_pitch_model: bool = False):
         from . import store
 
         self.voice = store.load_voice(voice)
         self._encoder_ref = encoder
         self._pitch_ref = pitch_model
+        self.keep_pitch_model = keep_pitch_model
         self._encoder = None
         self._rmvpe = None
         self._index_cache: dict[Path, object] = {}
@@ -314,6 +319,11 @@ class VoiceConverter:
             t0 = time.perf_counter()
             f0 = pitch_mod.estimate(padded, method=options.f0_method, rmvpe=self.rmvpe,
                                     filter_radius=options.filter_radius)
+            if not self.keep_pitch_model and self._rmvpe is not None:
+                import mlx.core as mx
+
+                self._rmvpe = None
+                mx.clear_cache()
             if trace is not None:
                 trace["f0_raw"] = np.asarray(f0, np.float32)
             f0 = pitch_mod.align(f0, method=options.f0_method, p_len=p_len)
