@@ -33,7 +33,7 @@ from .layers import (
 SINE_AMP = 0.1  # amplitude of the sine excitation
 NOISE_STD = 0.003  # std of the noise added on voiced samples; unvoiced get SINE_AMP / 3
 FINAL_LRELU_SLOPE = 0.01  # the reference's last leaky ReLU uses torch's default slope
-DECODE_BUFFER_CACHE = 1 << 30  # bytes of freed MLX buffers kept for reuse while decoding (see buffer_cache)
+DECODE_BUFFER_CACHE = 256 << 20  # bytes of freed MLX buffers kept for reuse while decoding (see buffer_cache)
 
 
 def _nearest_index(n_out: int, n_in: int, upp: int) -> np.ndarray:
