@@ -194,7 +194,7 @@ def test_convert_file_failure_leaves_no_output(library, speech, tmp_path, monkey
     src = tmp_path / "in.wav"
     sf.write(src, speech, 16000)
     conv = VoiceConverter("alice")
-    real = conv._convert_chunk
+    real = conv._chunk_synth
     calls = []
 
     def second_chunk_fails(*args, **kwargs):
@@ -203,7 +203,7 @@ def test_convert_file_failure_leaves_no_output(library, speech, tmp_path, monkey
             raise MemoryError("simulated failure in the second chunk")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(conv, "_convert_chunk", second_chunk_fails)
+    monkeypatch.setattr(conv, "_chunk_synth", second_chunk_fails)
     with pytest.raises(MemoryError):
         conv.convert_file(src, tmp_path / "out.wav", ConversionOptions(chunking=SHORT_CHUNKS))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
@@ -250,12 +250,12 @@ def test_cli_bench_pipeline_reports_every_stage(library, speech, tmp_path):
     assert r["peak_rss_bytes"] > 0 and len(r["seconds"]) == 1 and r["extra"]["cold_seconds"] > 0
 
 
-def test_pitch_model_is_dropped_after_the_pitch_stage_unless_kept(library, speech):
+def test_models_are_dropped_after_their_phase_unless_kept(library, speech):
     conv = VoiceConverter("alice")
     first = conv.convert(speech, 16000)
-    assert conv._rmvpe is None  # not resident beside the encoder and synthesizer
+    assert conv._rmvpe is None and conv._encoder is None  # never resident beside the synthesizer
     again = conv.convert(speech, 16000)  # loaded again on demand
     np.testing.assert_allclose(again.f0, first.f0, rtol=1e-5)
-    kept = VoiceConverter("alice", keep_pitch_model=True)
+    kept = VoiceConverter("alice", keep_models=True)
     kept.convert(speech, 16000)
-    assert kept._rmvpe is not None
+    assert kept._rmvpe is not None and kept._encoder is not None

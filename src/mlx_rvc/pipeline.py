@@ -158,19 +158,20 @@ class VoiceConverter:
         voice: an imported voice directory (or a library name, resolved by :mod:`mlx_rvc.store`).
         encoder: HuBERT/ContentVec model directory; default: the library's.
         pitch_model: RMVPE model directory; default: the library's (only needed for ``rmvpe``).
-        keep_pitch_model: keep RMVPE loaded between conversions. By default it is dropped once
-            a conversion's pitch is estimated and loaded again by the next one (~0.4 s): its
-            ~0.45 GB then never sits beside the content encoder and the synthesizer, which is
-            what keeps a conversion's peak memory under 1.5 GB.
+        keep_models: keep RMVPE and the content encoder loaded between conversions. By default
+            each is dropped when its phase of a conversion ends (pitch, then content features
+            of every chunk, then synthesis) and loaded again by the next conversion (~0.5 s
+            together): only one model's weights sit beside the synthesizer's at any time,
+            which is what keeps a conversion's peak memory under 1.5 GB.
     """
 
-    def __init__(self, voice, *, encoder=None, pitch_model=None, keep_pitch_model: bool = False):
+    def __init__(self, voice, *, encoder=None, pitch_model=None, keep_models: bool = False):
         from . import store
 
         self.voice = store.load_voice(voice)
         self._encoder_ref = encoder
         self._pitch_ref = pitch_model
-        self.keep_pitch_model = keep_pitch_model
+        self.keep_models = keep_models
         self._encoder = None
         self._rmvpe = None
         self._index_cache: dict[Path, object] = {}
@@ -319,7 +320,7 @@ class VoiceConverter:
             t0 = time.perf_counter()
             f0 = pitch_mod.estimate(padded, method=options.f0_method, rmvpe=self.rmvpe,
                                     filter_radius=options.filter_radius)
-            if not self.keep_pitch_model and self._rmvpe is not None:
+            if not self.keep_models and self._rmvpe is not None:
                 import mlx.core as mx
 
                 self._rmvpe = None
@@ -337,30 +338,50 @@ class VoiceConverter:
 
     def _pieces(self, plan: _Plan, options: ConversionOptions, report: Progress,
                 draws: Sequence[ChunkDraws] | None, trace: dict | None) -> Iterator[np.ndarray]:
-        """The converted audio of each chunk with its context trimmed, in order."""
+        """The converted audio of each chunk with its context trimmed, in order.
+
+        Two phases, each with only its own model in memory: content features (encoder,
+        retrieval, protect) for every chunk, spooled to disk; then, with the encoder dropped
+        unless ``keep_models``, synthesis chunk by chunk. Each chunk's numbers are those of
+        converting it alone.
+        """
         import mlx.core as mx
 
         index = self.index_for(options)
         trim = self.voice.cfg.sample_rate * options.chunking.x_pad
         chunks = plan.chunks
-        for i, chunk in enumerate(chunks):
-            report(f"chunk {i + 1}/{len(chunks)}", 0.05 + 0.9 * i / len(chunks))
-            last = i == len(chunks) - 1
-            stop_frame = None if last else (chunk.stop - WINDOW) // WINDOW
-            c_pitch = None if plan.pitch is None else plan.pitch[chunk.start // WINDOW: stop_frame]
-            c_pitchf = None if plan.pitchf is None else plan.pitchf[chunk.start // WINDOW: stop_frame]
-            chunk_draws = draws[i] if draws is not None else None
-            out = self._convert_chunk(plan.padded[chunk.start:chunk.stop], c_pitch, c_pitchf, index, options,
-                                      chunk_draws, seed=(options.seed, i), timings=plan.timings,
-                                      trace=trace, prefix=f"chunk{i}_")
-            yield out[trim: len(out) - trim]
-            mx.clear_cache()  # chunks differ in length: cached buffers of one rarely fit the next
+        width = self.voice.cfg.phone_channels
+        with Spool(width=width) as spool:
+            lengths = []
+            for i, chunk in enumerate(chunks):
+                report(f"features {i + 1}/{len(chunks)}", 0.05 + 0.15 * i / len(chunks))
+                pitchf = None if plan.pitchf is None else plan.pitchf[chunk.start // WINDOW:]
+                feats = self._chunk_features(plan.padded[chunk.start:chunk.stop], pitchf, index, options,
+                                             timings=plan.timings, trace=trace, prefix=f"chunk{i}_")
+                spool.append(feats)
+                lengths.append(len(feats))
+            if not self.keep_models:
+                self._encoder = None
+                mx.clear_cache()
+            start = 0
+            for i, (chunk, p_len) in enumerate(zip(chunks, lengths)):
+                report(f"chunk {i + 1}/{len(chunks)}", 0.2 + 0.75 * i / len(chunks))
+                first = chunk.start // WINDOW
+                c_pitch = None if plan.pitch is None else plan.pitch[first: first + p_len]
+                c_pitchf = None if plan.pitchf is None else plan.pitchf[first: first + p_len]
+                out = self._chunk_synth(spool.read(start, start + p_len), c_pitch, c_pitchf, options,
+                                        draws[i] if draws is not None else None, seed=(options.seed, i),
+                                        timings=plan.timings, trace=trace, prefix=f"chunk{i}_")
+                start += p_len
+                yield out[trim: len(out) - trim]
+                mx.clear_cache()  # chunks differ in length: cached buffers of one rarely fit the next
 
-    def _convert_chunk(self, audio0: np.ndarray, pitch, pitchf, index, options: ConversionOptions,
-                       draws: ChunkDraws | None, *, seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
-        import mlx.core as mx
+    def _chunk_features(self, audio0: np.ndarray, pitchf: np.ndarray | None, index, options: ConversionOptions, *,
+                        timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
+        """Synthesizer input of one chunk: (p_len, C) features at 100 frames/s after retrieval and protect.
 
-        from .models.synthesizer import SynthNoise
+        ``pitchf`` is the f0 from the chunk's first frame on (f0 voices; protect reads it).
+        """
         from .retrieval import blend
 
         cfg = self.voice.cfg
@@ -381,24 +402,30 @@ class VoiceConverter:
         # reference's min(len // 160, 2·frames) is the feature count
         p_len = min(audio0.shape[0] // WINDOW, feats.shape[0])
         feats = feats[:p_len]
-        use_protect = cfg.f0 and options.protect < 0.5
-        if cfg.f0:
-            pitch, pitchf = pitch[:p_len], pitchf[:p_len]
-            if use_protect:
-                feats = protect_unvoiced(feats, repeat_frames(original), pitchf, options.protect)
+        if cfg.f0 and options.protect < 0.5:
+            feats = protect_unvoiced(feats, repeat_frames(original)[:p_len], pitchf[:p_len], options.protect)
+        return np.asarray(feats, np.float32)
+
+    def _chunk_synth(self, feats: np.ndarray, pitch, pitchf, options: ConversionOptions, draws: ChunkDraws | None,
+                     *, seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
+        """The synthesizer on one chunk's features (p_len, C) and pitch (p_len,): audio with its context."""
+        import mlx.core as mx
+
+        from .models.synthesizer import SynthNoise
+
+        cfg = self.voice.cfg
+        p_len = feats.shape[0]
         if trace is not None:
             trace[prefix + "synth_p_len"] = np.array([p_len], np.int64)
             if cfg.f0:
                 trace[prefix + "synth_pitch"], trace[prefix + "synth_pitchf"] = pitch[None], pitchf[None]
-
         t0 = time.perf_counter()
         rng = np.random.default_rng(list(seed))
-        frames = feats.shape[0]
         noise = SynthNoise(
             z_p=draws.z_p.transpose(0, 2, 1) if draws is not None and draws.z_p is not None
-            else rng.standard_normal((1, frames, cfg.inter_channels)),
+            else rng.standard_normal((1, p_len, cfg.inter_channels)),
             sine=(draws.sine if draws is not None and draws.sine is not None
-                  else rng.standard_normal((1, frames * cfg.upp, 1))) if cfg.f0 else None,
+                  else rng.standard_normal((1, p_len * cfg.upp, 1))) if cfg.f0 else None,
         )
         kwargs = {}
         if cfg.f0:
