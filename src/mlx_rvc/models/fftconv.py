@@ -28,10 +28,13 @@ import numpy as np
 # holds a 0.5 MiB kernel spectrum, so shorter transforms win. At 32 channels the GEMMs are thin
 # and the transforms dominate: K=11 alone was up to 1.35x faster, but a whole stage of residual
 # blocks was not faster, so 32 (and fewer) channels stay direct.
+#
+# Not at 256 channels, though it was faster there too: that stage's kernel spectra alone are
+# 262 MiB (a 0.5 MiB matrix per bin and convolution), which the 1.5 GB budget of a whole
+# conversion cannot hold; 64 and 128 channels take 187 MiB.
 FFT_PLAN = {
     64: (7, 8, 256, 256),
     128: (7, 8, 128, 256),
-    256: (7, 4, 64, 128),
 }
 
 
