@@ -169,3 +169,19 @@ def test_long_input_streamed_f0_equals_one_pass(tiny):
     both = (streamed > 0) & (one_pass > 0)
     # measured 1.2e-4 Hz (1e-3 cent): summation order of blocked GEMMs only
     assert np.abs(1200 * np.log2(streamed[both] / one_pass[both])).max() < 0.01
+
+
+def test_numpy_blas_thread_count_is_restored_after_rmvpe(tiny):
+    """The CPU path makes numpy's OpenBLAS single-threaded for its worker threads; later numpy
+    work (the content encoder) must get its threads back."""
+    from mlx_rvc.models.rmvpe import _numpy_openblas_local_threads
+
+    set_threads = _numpy_openblas_local_threads()
+    if set_threads is None:
+        pytest.skip("numpy's BLAS has no openblas_set_num_threads_local")
+    before = set_threads(2)
+    set_threads(before)
+    model = _model(tiny)
+    model.f0(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    after = set_threads(before)
+    assert after == before

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -510,6 +511,25 @@ def _numpy_openblas_local_threads():
     return _BLAS_LOCAL or None
 
 
+@contextmanager
+def _single_threaded_blas():
+    """numpy's OpenBLAS single-threaded while the block runs, its thread count restored after.
+
+    The two worker threads each want a single-threaded BLAS; in OpenBLAS's pthreads builds (the
+    numpy wheels') ``openblas_set_num_threads_local`` sets the count for the whole process, so
+    it must be put back, or every later numpy GEMM (the content encoder's) runs on one core.
+    """
+    set_local = _numpy_openblas_local_threads()
+    if set_local is None:
+        yield
+        return
+    old = set_local(1)
+    try:
+        yield
+    finally:
+        set_local(old)
+
+
 def _workers() -> ThreadPoolExecutor | None:
     """Two worker threads with single-threaded BLAS, remade in a forked child; None where the
     BLAS thread count cannot be set per thread (two threads each running a multithreaded BLAS
@@ -952,6 +972,10 @@ class E2E(nn.Module):
         32-frame pooling grid, so every kept frame sees exactly what it sees in one pass and
         memory stays bounded. The bidirectional GRU then runs once over the whole sequence.
         """
+        with _single_threaded_blas():
+            return self._salience(mel, block_frames)
+
+    def _salience(self, mel: np.ndarray, block_frames: int) -> np.ndarray:
         n = mel.shape[1]
         padded = -(-n // FRAME_MULTIPLE) * FRAME_MULTIPLE
         x = np.pad(mel.T, ((0, padded - n), (0, 0))).astype(np.float32)  # (T', 128)
@@ -979,9 +1003,10 @@ class E2E(nn.Module):
         """
         mel = log_mel(audio_16k)
         padded = -(-mel.shape[1] // FRAME_MULTIPLE) * FRAME_MULTIPLE
-        if numpy_kernels() and self.cfg.n_gru <= 1 and padded > block_frames + 2 * UNET_CONTEXT_FRAMES:
-            return self._f0_streamed(mel, threshold, block_frames)
-        return salience_to_f0(self.salience(mel, block_frames=block_frames), threshold=threshold)
+        with _single_threaded_blas():
+            if numpy_kernels() and self.cfg.n_gru <= 1 and padded > block_frames + 2 * UNET_CONTEXT_FRAMES:
+                return self._f0_streamed(mel, threshold, block_frames)
+            return salience_to_f0(self.salience(mel, block_frames=block_frames), threshold=threshold)
 
     def _f0_streamed(self, mel: np.ndarray, threshold: float, block_frames: int) -> np.ndarray:
         """:meth:`salience` and decoding in bounded memory, for long inputs on the CPU.
