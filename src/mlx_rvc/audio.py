@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,20 @@ def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
+
+
+def resample_blocks(blocks: Iterable[np.ndarray], orig_sr: int, target_sr: int) -> Iterator[np.ndarray]:
+    """:func:`resample` of a signal given in consecutive blocks, yielded in blocks: soxr's
+    streaming resampler with the same filter gives the one-shot result exactly."""
+    if orig_sr == target_sr:
+        yield from blocks
+        return
+    import soxr
+
+    stream = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield stream.resample_chunk(np.asarray(block, np.float32), last=False)
+    yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 DECODE_BLOCK = 1 << 18  # frames decoded per block
@@ -138,18 +153,19 @@ def load_audio_16k(path: str | Path, *, max_seconds: float | None = None) -> tup
     16 kHz signal is ever held whole. Inputs longer than ``max_seconds`` are refused before
     decoding when the container announces its length.
     """
-    import soxr
-
     target = 16000
     rate, frames, blocks = _open(path, max_seconds)
-    stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ") if rate != target else None
     audio = _Gather(int(np.ceil(frames * target / rate)) + 64 if frames is not None else None)
     decoded = 0
-    for block in blocks:
-        decoded += len(block)
-        audio.add(stream.resample_chunk(block, last=False) if stream is not None else block)
-    if stream is not None:
-        audio.add(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+
+    def counted():
+        nonlocal decoded
+        for block in blocks:
+            decoded += len(block)
+            yield block
+
+    for block in resample_blocks(counted(), rate, target):
+        audio.add(block)
     if decoded == 0:
         raise AudioFileError(f"{Path(path).name}: contains no audio samples")
     return audio.result(), decoded / rate

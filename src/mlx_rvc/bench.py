@@ -201,7 +201,7 @@ def _pipeline_worker(spec: dict) -> dict:
             result = conv.convert_file(source, target, options)
             warm.append(time.perf_counter() - t0)
             stages = result.timings
-    return {"seconds": spec["seconds"], "cold": cold, "warm": warm, "stages": stages,
+    return {"seconds": cold_result.input_seconds, "cold": cold, "warm": warm, "stages": stages,
             "cold_stages": cold_result.timings, "peak_mlx_bytes": mx.get_peak_memory(),
             "peak_rss_bytes": _peak_rss()}
 
@@ -224,9 +224,7 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
     else:
         models = {"voice": str(voice), "encoder": encoder and str(encoder), "pitch_model": pitch_model and str(pitch_model)}
     if audio is not None:
-        from .audio import load_audio_16k
-
-        lengths = [load_audio_16k(audio)[1]]
+        lengths = [None]  # the worker reports the file's length
     results = []
     try:
         for seconds in lengths:
@@ -238,10 +236,11 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
             line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
             if out.returncode != 0 or line is None:
                 err = out.stderr.strip().splitlines()
-                raise RuntimeError(f"benchmark of {seconds:g} s failed: {err[-1] if err else out.returncode}")
+                what = f"{seconds:g} s" if seconds is not None else str(audio)
+                raise RuntimeError(f"benchmark of {what} failed: {err[-1] if err else out.returncode}")
             r = json.loads(line[len("RESULT"):])
             results.append(BenchResult(
-                f"pipeline {seconds:g} s", r["warm"] or [r["cold"]], seconds, peak_mlx_bytes=r["peak_mlx_bytes"],
+                f"pipeline {r['seconds']:g} s", r["warm"] or [r["cold"]], r["seconds"], peak_mlx_bytes=r["peak_mlx_bytes"],
                 peak_rss_bytes=r["peak_rss_bytes"],
                 extra={"cold_seconds": r["cold"], "stages": r["stages"], "cold_stages": r["cold_stages"]}))
     finally:

@@ -158,16 +158,6 @@ def release_memory() -> None:
         pass
 
 
-def resample_blocks(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int) -> Iterator[np.ndarray]:
-    """Stream resampling with the same soxr filter as :func:`mlx_rvc.audio.resample` (identical output)."""
-    import soxr
-
-    stream = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality="HQ")
-    for block in blocks:
-        yield stream.resample_chunk(np.asarray(block, np.float32), last=False)
-    yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
-
-
 class VoiceConverter:
     """Converts audio into one voice. Models are loaded once and reused across calls.
 
@@ -267,7 +257,7 @@ class VoiceConverter:
         resampling, the peak guard and the encoder run over it block by block. Only the 16 kHz
         input (64 kB per second) is held whole. ``target`` appears only when complete.
         """
-        from .audio import AudioWriter, load_audio_16k
+        from .audio import AudioWriter, load_audio_16k, resample_blocks
 
         report = progress or (lambda stage, fraction: None)
         cfg = self.voice.cfg
@@ -293,18 +283,14 @@ class VoiceConverter:
                 blocks = mix_rms_blocks(array_reader(plan.filtered), len(plan.filtered), SAMPLE_RATE,
                                         converted.read, len(converted), cfg.sample_rate, options.rms_mix_rate)
             else:
-                blocks = (converted.read(lo, min(lo + MIX_BLOCK, len(converted)))
-                          for lo in range(0, len(converted), MIX_BLOCK))
-            if out_sr != cfg.sample_rate:
-                blocks = resample_blocks(blocks, cfg.sample_rate, out_sr)
-            for block in blocks:
+                blocks = converted.blocks(MIX_BLOCK)
+            for block in resample_blocks(blocks, cfg.sample_rate, out_sr):
                 mixed.append(block)
             plan.timings["finish"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             peak = mixed.peak / OUTPUT_PEAK
             with AudioWriter(target, out_sr, subtype=subtype) as writer:
-                for lo in range(0, len(mixed), MIX_BLOCK):
-                    block = mixed.read(lo, min(lo + MIX_BLOCK, len(mixed)))
+                for block in mixed.blocks(MIX_BLOCK):
                     writer.write(block / np.float32(peak) if peak > 1 else block)
             plan.timings["write"] = time.perf_counter() - t0
             samples = len(mixed)

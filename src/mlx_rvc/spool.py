@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,11 @@ class Spool:
         self._file.seek(self._n * self.width * 4)
         self._file.write(x.tobytes())
         self._n += rows
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """The whole sequence, ``size`` rows at a time."""
+        for lo in range(0, self._n, size):
+            yield self.read(lo, min(lo + size, self._n))
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo..hi``; zeros outside the sequence. Shape (hi − lo,) or (hi − lo, width)."""
