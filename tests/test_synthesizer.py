@@ -103,6 +103,25 @@ def test_chunked_decoding_equals_one_pass(variant):
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["v2_48k_f0", "v1_32k_nof0"])
+def test_decoding_only_kept_frames_equals_that_part_of_one_pass(variant):
+    """``keep_frames`` decodes a stretch with the rest as context; pieces crop every stage to
+    what later stages reach. The kept audio must be the same part of the one-pass audio."""
+    model = _model(variant)
+    t, upp = 90, model.cfg.upp
+    phone, pitch, pitchf = _inputs(model.cfg, t)
+    kwargs = {"pitch": pitch, "pitchf": pitchf} if model.cfg.f0 else {}
+    args = (phone, mx.array([t]), mx.array([1]))
+    whole = np.asarray(model.infer(*args, **kwargs, seed=3, decode_chunk_frames=None))
+    for keep, piece in [((20, 70), 17), ((0, 90), 11), ((5, 6), 200), ((31, 90), None)]:
+        part = np.asarray(model.infer(*args, **kwargs, seed=3, decode_chunk_frames=piece, keep_frames=keep))
+        assert part.shape == (1, (keep[1] - keep[0]) * upp)
+        # same inputs per kept sample; only float32 summation order may differ (~1e-7 of full scale)
+        np.testing.assert_allclose(part, whole[:, keep[0] * upp:keep[1] * upp], atol=1e-5)
+    with pytest.raises(ValueError, match="keep"):
+        model.infer(*args, **kwargs, keep_frames=(50, 50))
+
+
 def test_sine_source_counts_phase_wraps_like_the_reference_at_48k():
     """On unvoiced (flat-phase) stretches the wrap test sees rounding noise: the interpolated
     frame phase must round as torch's fused multiply-add does, or the phase ends up offset by

@@ -349,7 +349,8 @@ class VoiceConverter:
         import mlx.core as mx
 
         index = self.index_for(options)
-        trim = self.voice.cfg.sample_rate * options.chunking.x_pad
+        cfg = self.voice.cfg
+        context = cfg.sample_rate * options.chunking.x_pad  # samples cut from both ends of each chunk's audio
         chunks = plan.chunks
         width = self.voice.cfg.phone_channels
         with Spool(width=width) as spool:
@@ -370,9 +371,12 @@ class VoiceConverter:
                 first = chunk.start // WINDOW
                 c_pitch = None if plan.pitch is None else plan.pitch[first: first + p_len]
                 c_pitchf = None if plan.pitchf is None else plan.pitchf[first: first + p_len]
+                skip = min(context // cfg.upp, (p_len - 1) // 2)  # whole context frames: not decoded
+                trim = context - skip * cfg.upp
                 out = self._chunk_synth(spool.read(start, start + p_len), c_pitch, c_pitchf, options,
-                                        draws[i] if draws is not None else None, seed=(options.seed, i),
-                                        timings=plan.timings, trace=trace, prefix=f"chunk{i}_")
+                                        draws[i] if draws is not None else None, keep=(skip, p_len - skip),
+                                        seed=(options.seed, i), timings=plan.timings, trace=trace,
+                                        prefix=f"chunk{i}_")
                 start += p_len
                 yield out[trim: len(out) - trim]
                 mx.clear_cache()  # chunks differ in length: cached buffers of one rarely fit the next
@@ -408,8 +412,12 @@ class VoiceConverter:
         return np.asarray(feats, np.float32)
 
     def _chunk_synth(self, feats: np.ndarray, pitch, pitchf, options: ConversionOptions, draws: ChunkDraws | None,
-                     *, seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
-        """The synthesizer on one chunk's features (p_len, C) and pitch (p_len,): audio with its context."""
+                     *, keep: tuple[int, int], seed, timings: dict, trace: dict | None, prefix: str) -> np.ndarray:
+        """The synthesizer on one chunk's features (p_len, C) and pitch (p_len,): the audio of frames ``keep``.
+
+        The context frames around ``keep`` go through the text encoder and flow (their attention
+        and convolutions see them) but are not decoded: the reference decodes and cuts them off.
+        """
         import mlx.core as mx
 
         from .models.synthesizer import SynthNoise
@@ -432,7 +440,7 @@ class VoiceConverter:
         if cfg.f0:
             kwargs = {"pitch": mx.array(np.asarray(pitch, np.int32)[None]), "pitchf": np.asarray(pitchf, np.float32)[None]}
         audio = self.voice.synth.infer(mx.array(feats[None]), mx.array([p_len]), mx.array([options.speaker]),
-                                       noise=noise, **kwargs)
+                                       noise=noise, keep_frames=keep, **kwargs)
         audio = np.asarray(audio[0])
         timings["synthesis"] = timings.get("synthesis", 0.0) + time.perf_counter() - t0
         return audio

@@ -240,40 +240,73 @@ class Generator(nn.Module):
         reach += 3 / rate  # conv_post
         return int(np.ceil(reach))
 
+    def stage_margins(self) -> list[int]:
+        """Samples of context each upsampling stage must pass on, after its residual blocks.
+
+        Entry ``i`` is how many stage-``i`` samples on each side of a kept stretch the layers
+        after stage ``i``'s residual blocks reach (the later transposed convolutions, residual
+        blocks and ``conv_post``), rounded up with a sample of slack per layer. Cropping a
+        stage's output to the kept stretch plus this margin changes no kept output sample.
+        """
+        cfg = self.cfg
+        res_reach = max(
+            sum((k - 1) // 2 * (d + 1) for d in dil)
+            for k, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
+        )
+        need = 3 + 1  # conv_post (k=7), at the output rate
+        margins = [need]
+        for u, k in zip(cfg.upsample_rates[:0:-1], cfg.upsample_kernel_sizes[:0:-1]):
+            need = -(-(need + res_reach + k) // u) + 1  # through that stage's blocks and upsampling
+            margins.append(need)
+        return margins[::-1]
+
     def __call__(self, x: mx.array, g: mx.array | None = None, sine_waves: mx.array | None = None,
-                 trace: dict | None = None, chunk_frames: int | None = None) -> mx.array:
+                 trace: dict | None = None, chunk_frames: int | None = None,
+                 keep: tuple[int, int] | None = None) -> mx.array:
         """x: (B, T, C) latent; g: (B, 1, gin); sine_waves: (B, T·upp, 1) for NSF. -> (B, T·upp).
 
         With ``chunk_frames``, the signal is decoded in pieces of that many frames, each with
         :meth:`receptive_radius_frames` (+2) frames of real context on both sides that are
         decoded and thrown away: every kept sample sees exactly the inputs it sees in one pass,
         while memory stays bounded by the chunk size. Each piece is evaluated before the next.
+        Within a piece, each stage's output is cropped to what the later stages still reach
+        (:meth:`stage_margins`), so the context costs full work only in the first stage.
+
+        ``keep=(a, b)`` decodes only the audio of latent frames ``a..b`` (B, (b − a)·upp),
+        equal to that part of the whole; the rest of ``x`` serves as context.
         """
+        t = x.shape[1]
+        a, b = (0, t) if keep is None else keep
+        if not 0 <= a < b <= t:
+            raise ValueError(f"keep {keep} outside the {t} decoded frames")
         with buffer_cache(DECODE_BUFFER_CACHE):
-            return self._decode(x, g, sine_waves, trace, chunk_frames)
+            return self._decode(x, g, sine_waves, trace, chunk_frames, a, b)
 
     def _decode(self, x: mx.array, g: mx.array | None, sine_waves: mx.array | None, trace: dict | None,
-                chunk_frames: int | None) -> mx.array:
+                chunk_frames: int | None, a: int, b: int) -> mx.array:
         t = x.shape[1]
-        if chunk_frames is None or trace is not None or t <= chunk_frames:
-            y = self._forward(x, g, sine_waves, trace)
+        upp = self.cfg.upp
+        if trace is not None:
+            y = self._forward(x, g, sine_waves, trace)[:, a * upp:b * upp]
             mx.eval(y)  # inside the cache scope
             return y
-        upp = self.cfg.upp
         margin = self.receptive_radius_frames() + 2
+        step = b - a if chunk_frames is None else chunk_frames
         pieces = []
-        for start in range(0, t, chunk_frames):
-            stop = min(start + chunk_frames, t)
+        for start in range(a, b, step):
+            stop = min(start + step, b)
             lo, hi = max(start - margin, 0), min(stop + margin, t)
             sine = sine_waves[:, lo * upp:hi * upp] if sine_waves is not None else None
-            y = self._forward(x[:, lo:hi], g, sine, None)[:, (start - lo) * upp:(stop - lo) * upp]
+            y = self._forward(x[:, lo:hi], g, sine, None, keep=(start - lo, stop - lo))
             mx.eval(y)
             pieces.append(y)
-        return mx.concatenate(pieces, axis=1)
+        return pieces[0] if len(pieces) == 1 else mx.concatenate(pieces, axis=1)
 
     def _forward(self, x: mx.array, g: mx.array | None, sine_waves: mx.array | None,
-                 trace: dict | None) -> mx.array:
+                 trace: dict | None, keep: tuple[int, int] | None = None) -> mx.array:
+        """Decode ``x``; with ``keep=(a, b)`` only output frames a..b, each stage cropped to its reach."""
         n_k = len(self.cfg.resblock_kernel_sizes)
+        margins = self.stage_margins() if keep is not None else None
         har = None
         if self.cfg.nsf:
             if sine_waves is None:
@@ -286,20 +319,31 @@ class Generator(nn.Module):
             trace["dec_conv_pre_out"] = x
         if g is not None:
             x = x + self.cond(g)
+        rate, first = 1, 0  # samples per latent frame here; the piece's sample (at this rate) in x[:, 0]
         for i, up in enumerate(self.ups):
             x = up(leaky_relu(x, LRELU_SLOPE))
+            rate *= self.cfg.upsample_rates[i]
+            first *= self.cfg.upsample_rates[i]
             if trace is not None:
                 trace[f"dec_ups{i}_out"] = x
             if har is not None:
                 src = self.noise_convs[i](har)
                 if trace is not None:
                     trace[f"dec_noise_convs{i}_out"] = src
-                x = x + src
+                x = x + (src if first == 0 and src.shape[1] == x.shape[1] else src[:, first:first + x.shape[1]])
             xs = self.resblocks[i * n_k](x)
             for j in range(1, n_k):
                 xs = xs + self.resblocks[i * n_k + j](x)
             x = xs / n_k
+            if margins is not None:  # drop what no later layer reaches from the kept frames
+                lo = max(keep[0] * rate - margins[i], first)
+                hi = min(keep[1] * rate + margins[i], first + x.shape[1])
+                if (lo, hi) != (first, first + x.shape[1]):
+                    x = x[:, lo - first:hi - first]
+                    first = lo
         x = self.conv_post(leaky_relu(x, FINAL_LRELU_SLOPE))
         if trace is not None:
             trace["dec_conv_post_out"] = x
+        if keep is not None:
+            x = x[:, keep[0] * rate - first:keep[1] * rate - first]
         return mx.tanh(x)[..., 0]

@@ -351,7 +351,8 @@ class Synthesizer(nn.Module):
 
     def infer(self, phone: mx.array, lengths: mx.array, sid: mx.array, *, pitch: mx.array | None = None,
               pitchf: np.ndarray | None = None, noise: SynthNoise | None = None, seed: int = 0,
-              trace: dict | None = None, decode_chunk_frames: int | None = DECODE_CHUNK_FRAMES) -> mx.array:
+              trace: dict | None = None, decode_chunk_frames: int | None = DECODE_CHUNK_FRAMES,
+              keep_frames: tuple[int, int] | None = None) -> mx.array:
         """Synthesise audio.
 
         Args:
@@ -364,9 +365,11 @@ class Synthesizer(nn.Module):
             trace: if given, filled with intermediates under the reference fixtures' names.
             decode_chunk_frames: decode this many frames at a time (exact: each piece gets its
                 receptive field of context); ``None`` decodes in one pass.
+            keep_frames: ``(a, b)``: decode only the audio of frames a..b (the rest is context
+                the caller would cut off; the text encoder and flow still see every frame).
 
         Returns:
-            (B, T·upp) audio in [-1, 1] at ``cfg.sample_rate``.
+            (B, T·upp) audio in [-1, 1] at ``cfg.sample_rate``; (B, (b − a)·upp) with ``keep_frames``.
         """
         cfg = self.cfg
         b, t, c = phone.shape
@@ -394,7 +397,7 @@ class Synthesizer(nn.Module):
             trace.update(g=g, m_p=m_p, logs_p=logs_p, x_mask=x_mask, z_p=z_p, z=z, dec_input=z * x_mask)
             if sine is not None:
                 trace["sine_waves"] = sine
-        return self.dec(z * x_mask, g, sine, trace, chunk_frames=decode_chunk_frames)
+        return self.dec(z * x_mask, g, sine, trace, chunk_frames=decode_chunk_frames, keep=keep_frames)
 
 
 def expected_shapes(cfg: SynthesizerConfig) -> dict[str, tuple[int, ...]]:
