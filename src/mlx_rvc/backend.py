@@ -29,6 +29,8 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -147,7 +149,56 @@ if not BLAS.fast and platform.system() == "Linux":
 
 import mlx.core as mx  # noqa: E402  (must follow the BLAS activation above)
 
-__all__ = ["BLAS", "BlasInfo", "mx", "describe"]
+__all__ = ["BLAS", "BlasInfo", "mx", "describe", "mlx_blas_threads", "shared_malloc_arena"]
+
+# (getter, setter) of the thread count of the BLAS serving MLX, by library; found on first use
+_THREAD_CONTROL: dict[str, tuple[str, str]] = {
+    "openblas": ("openblas_get_num_threads", "openblas_set_num_threads"),
+    "mkl": ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+}
+
+
+@contextmanager
+def mlx_blas_threads(n: int) -> Iterator[None]:
+    """Let the BLAS behind MLX's CPU matmuls use ``n`` threads inside the block, then restore.
+
+    For callers that run MLX work on several threads at once: each matmul then takes its
+    share of the cores instead of all of them (no oversubscription). A no-op where the
+    library's count cannot be set (Accelerate, MLX's bundled BLAS).
+    """
+    names = _THREAD_CONTROL.get(BLAS.name if BLAS.path else "")
+    lib = ctypes.CDLL(BLAS.path) if names else None
+    get, set_ = (getattr(lib, names[0], None), getattr(lib, names[1], None)) if lib is not None else (None, None)
+    if get is None or set_ is None:
+        yield
+        return
+    old = int(get())
+    set_(max(1, int(n)))
+    try:
+        yield
+    finally:
+        set_(old)
+
+
+_ARENAS_SHARED = False
+
+
+def shared_malloc_arena() -> None:
+    """Have every thread allocate from glibc's shared heap instead of a heap of its own (once).
+
+    MLX's CPU buffers come from ``malloc``; when several threads evaluate MLX work, glibc gives
+    each its own arena, and buffers freed in one are never reused by another: measured on the
+    decoder run by two threads, 1.35 GB resident instead of 0.84 GB for the same work and speed.
+    """
+    global _ARENAS_SHARED
+    if _ARENAS_SHARED or platform.system() != "Linux":
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, 1)  # M_ARENA_MAX = 1
+    except (OSError, AttributeError):  # not glibc
+        pass
+    _ARENAS_SHARED = True
 
 
 def describe() -> dict[str, str]:

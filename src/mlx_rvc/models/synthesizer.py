@@ -38,10 +38,12 @@ from .nsf import Generator, GeneratorConfig, sine_excitation
 
 FRAME_RATE = 100  # latent frames per second (10 ms hop)
 Z_P_NOISE_SCALE = 0.66666  # the reference's sampling temperature for z_p
-# Decoder piece length: 2 s keeps its largest activation (32 channels x 96k samples at 48 kHz)
-# near 12 MB and the decoder's peak near 0.25 GB, flat in the audio length, for ~14 % of
-# recomputed context (measured: 30 s through v2 48k peaks at 1.49 GB RSS, 1.72 GB with 4 s pieces).
-DECODE_CHUNK_FRAMES = 200
+# Decoder piece length: 1 s keeps its largest activation (32 channels x 48k samples at 48 kHz)
+# near 6 MB and a piece's working set near 0.1 GB, flat in the audio length; with every stage
+# cropped to its reach (Generator.stage_margins) only the first stage recomputes context.
+# Measured on 10 s of a v2 48k decoder: 2 s pieces 7.2 s, 1 s pieces 6.8 s one at a time, and
+# two at a time (nsf.DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
+DECODE_CHUNK_FRAMES = 100
 FLOW_KERNEL = 5  # residual-coupling WaveNet kernel, fixed by the reference's model classes
 FLOW_LAYERS = 3  # WaveNet layers per coupling
 FLOW_COUPLINGS = 4  # couplings, each followed by a channel flip
