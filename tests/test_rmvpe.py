@@ -115,6 +115,7 @@ def _same_conv64(x: np.ndarray, conv: rmvpe.Conv) -> np.ndarray:
     (128, 32, (64,), 64),  # Winograd, row tiles
     (12, 4, (96, 32), 128),  # Winograd, small image: output channels split between the threads
     (13, 4, (64,), 64),  # odd height: direct form despite the width
+    (2, 8, (64,), 64),  # one row pair (a 0.3 s input's deepest Winograd level): no empty half
 ])
 def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
     """Every form of the numpy U-Net's 3x3 conv (direct, Winograd, tiled by rows or by channels,

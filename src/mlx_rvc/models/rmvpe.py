@@ -798,7 +798,7 @@ class _Conv3x3:
         v = _buf("wv_all", 16 * h2 * w2 * c).reshape(16, h2 * w2, c)
         half = (h2 + 1) // 2
         _run(lambda rows: _winograd_input(sources, rows[0], rows[1], v[:, rows[0] * w2: rows[1] * w2]),
-             [(0, half), (half, h2)])
+             [(a, b) for a, b in ((0, half), (half, h2)) if b > a])  # one row pair: one half
 
         def part(item):
             n0, n1 = item[2:]
