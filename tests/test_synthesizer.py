@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from mlx_rvc.importer import convert, read_source
 from mlx_rvc.models import synthesizer as synth
@@ -120,6 +121,41 @@ def test_decoding_only_kept_frames_equals_that_part_of_one_pass(variant):
         np.testing.assert_allclose(part, whole[:, keep[0] * upp:keep[1] * upp], atol=1e-5)
     with pytest.raises(ValueError, match="keep"):
         model.infer(*args, **kwargs, keep_frames=(50, 50))
+
+
+@pytest.mark.parametrize("t, rows", [(37, 1024), (300, 64), (5, 1024)])
+def test_text_encoder_attention_numpy_form_equals_the_mlx_form(monkeypatch, t, rows):
+    """On the CPU the unmasked text encoder runs in numpy (attention: band-added relative
+    logits, [v | 1] sums); other devices and masked batches run the MLX form. Both agree to float32 rounding, also
+    with several query-row blocks and with fewer frames than the relative window."""
+    from mlx_rvc.models import attention
+
+    rng = np.random.default_rng(t)
+    attn = attention.MultiHeadAttention(192, 2, window_size=10)
+    params = {k: mx.array(rng.standard_normal(v.shape).astype(np.float32) * 0.15)
+              for k, v in tree_flatten(attn.parameters())}
+    attn.load_weights(list(params.items()))
+    x = mx.array(rng.standard_normal((2, t, 192)).astype(np.float32))
+    monkeypatch.setattr(attention, "ATTENTION_ROWS", rows)
+    fast = attn.forward_numpy(np.asarray(x))
+    slow = np.asarray(attn(x, None))
+    scale = np.abs(slow).max()
+    assert np.abs(fast - slow).max() < 2e-6 * scale  # float32 sums in another order
+
+
+def test_text_encoder_numpy_stack_equals_the_mlx_stack(monkeypatch):
+    from mlx_rvc.models import attention
+
+    rng = np.random.default_rng(0)
+    enc = attention.Encoder(192, 768, 2, 2, 3)
+    params = {k: mx.array(rng.standard_normal(v.shape).astype(np.float32) * 0.1 + (k.endswith("gamma")))
+              for k, v in tree_flatten(enc.parameters())}
+    enc.load_weights(list(params.items()))
+    x = mx.array(rng.standard_normal((1, 150, 192)).astype(np.float32))
+    fast = np.asarray(enc(x, mx.ones((1, 150, 1))))  # on the CPU: numpy
+    monkeypatch.setattr(attention, "on_cpu", lambda: False)
+    slow = np.asarray(enc(x, mx.ones((1, 150, 1))))
+    assert np.abs(fast - slow).max() < 1e-5 * np.abs(slow).max()  # two layers of float32 rounding (~1e-6)
 
 
 def test_sine_source_counts_phase_wraps_like_the_reference_at_48k():
