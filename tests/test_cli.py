@@ -113,6 +113,28 @@ def test_openblas_core_type_choice(monkeypatch):
     assert core is None and "Haswell" in note
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="BLAS selection is a Linux concern")
+def test_mlx_blas_threads_overlapping_blocks_restore_the_original_count():
+    """The decoder's workers set MLX's BLAS to one thread each; conversions on several threads
+    overlap those blocks, and the count must come back only when the last one leaves."""
+    import ctypes
+
+    from mlx_rvc.backend import BLAS, mlx_blas_threads
+
+    if BLAS.name != "openblas":
+        pytest.skip("thread count checked through OpenBLAS")
+    get = ctypes.CDLL(BLAS.path).openblas_get_num_threads
+    original = get()
+    a, b = mlx_blas_threads(1), mlx_blas_threads(1)
+    a.__enter__()
+    b.__enter__()
+    assert get() == 1
+    a.__exit__(None, None, None)  # the first to leave: the other is still inside
+    assert get() == 1
+    b.__exit__(None, None, None)
+    assert get() == original
+
+
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "mlx_rvc", "--help"], capture_output=True, text=True, check=True)
     assert "parity" in out.stdout and "import" in out.stdout

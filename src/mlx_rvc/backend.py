@@ -29,6 +29,7 @@ import logging
 import os
 import platform
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,13 +159,19 @@ _THREAD_CONTROL: dict[str, tuple[str, str]] = {
 }
 
 
+_blas_lock = threading.Lock()
+_blas_users = [0, 0]  # [blocks inside mlx_blas_threads, the count to restore when the last leaves]
+
+
 @contextmanager
 def mlx_blas_threads(n: int) -> Iterator[None]:
     """Let the BLAS behind MLX's CPU matmuls use ``n`` threads inside the block, then restore.
 
     For callers that run MLX work on several threads at once: each matmul then takes its
-    share of the cores instead of all of them (no oversubscription). A no-op where the
-    library's count cannot be set (Accelerate, MLX's bundled BLAS).
+    share of the cores instead of all of them (no oversubscription). The count is process-wide,
+    so overlapping blocks (conversions on several threads) share one setting and the last to
+    leave restores the original. A no-op where the library's count cannot be set (Accelerate,
+    MLX's bundled BLAS).
     """
     names = _THREAD_CONTROL.get(BLAS.name if BLAS.path else "")
     lib = ctypes.CDLL(BLAS.path) if names else None
@@ -172,12 +179,18 @@ def mlx_blas_threads(n: int) -> Iterator[None]:
     if get is None or set_ is None:
         yield
         return
-    old = int(get())
-    set_(max(1, int(n)))
+    with _blas_lock:
+        if _blas_users[0] == 0:
+            _blas_users[1] = int(get())
+            set_(max(1, int(n)))
+        _blas_users[0] += 1
     try:
         yield
     finally:
-        set_(old)
+        with _blas_lock:
+            _blas_users[0] -= 1
+            if _blas_users[0] == 0:
+                set_(_blas_users[1])
 
 
 _ARENAS_SHARED = False
