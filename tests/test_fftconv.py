@@ -39,6 +39,22 @@ def test_overlap_save_matches_definition(k, d, t, n_fft):
     assert _rel(y[0], ref) < 2e-6
 
 
+@pytest.mark.parametrize("k,d,n_fft", [(11, 5, 256), (7, 1, 128), (3, 1, 8), (11, 1, 11)])
+def test_kernel_spectrum_is_the_transform_of_the_reversed_dilated_kernel(k, d, n_fft):
+    """The spectrum comes from a K-tap DFT, not a transform of the zero-padded kernel: it must
+    equal the float64 FFT of h[S−1−j·d] = w[j] to complex64 rounding."""
+    rng = np.random.default_rng(k + d)
+    w = rng.standard_normal((6, k, 4)).astype(np.float32)  # (Cout, K, Cin)
+    span = (k - 1) * d + 1
+    h = np.zeros((n_fft, 4, 6))  # float64: the float32 weights are exact in it
+    h[span - 1 - d * np.arange(k)] = w.transpose(1, 2, 0)
+    ref = np.fft.rfft(h, axis=0)
+    spec = np.asarray(kernel_spectrum(w, dilation=d, n_fft=n_fft))
+    assert np.abs(spec - ref).max() <= 1.2e-7 * np.abs(ref).max()  # one complex64 rounding per bin
+    with pytest.raises(ValueError, match="shorter"):
+        kernel_spectrum(w, dilation=d, n_fft=span - 1)
+
+
 @pytest.mark.parametrize("padding", [0, 5, 12])
 def test_batch_and_any_padding_equal_direct_convolution(padding):
     rng = np.random.default_rng(padding)
