@@ -5,13 +5,14 @@
     python benchmarks/bench_decoder.py --tune [--rounds 8]
 
 A full-size voice with random weights (as ``mlx-rvc bench synth``) decodes ``--seconds`` of
-latents in the synthesizer's 2 s pieces, three ways: ``before`` (direct convolutions, MLX's
-default 32 MiB buffer cache: the decoder as it was), ``direct`` (direct convolutions, decoding
+latents in the synthesizer's pieces (``DECODE_CHUNK_FRAMES``), three ways: ``before`` (direct
+convolutions, MLX's default 32 MiB buffer cache), ``direct`` (direct convolutions, decoding
 buffer cache) and ``fft`` (the default: FFT overlap-save where planned, decoding buffer cache).
+Whole-decoder calls run as the synthesizer runs them (pieces on ``nsf.DECODE_WORKERS`` threads).
 
 Stage times (``conv_pre``; per upsampling: the transposed convolution with its harmonic-source
-branch, then the residual blocks; ``conv_post``) are the best of ``--rounds`` runs of one
-interior piece per path, the paths alternating run by run so that load from other processes
+branch, then the residual blocks; ``conv_post``) are the best of ``--rounds`` one-thread runs of
+one interior piece per path, every stage on the piece's full context (no cropping), the paths alternating run by run so that load from other processes
 hits all alike, multiplied by the number of pieces. Whole-decoder (and with ``--synth``
 whole-synthesizer) times are the best of ``--repeats`` alternating calls. Also reported: the
 largest difference between the fft and direct audio, MLX peak memory, the kernel spectra's size.
