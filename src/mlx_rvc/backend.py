@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import glob
 import logging
 import os
@@ -152,11 +153,22 @@ import mlx.core as mx  # noqa: E402  (must follow the BLAS activation above)
 
 __all__ = ["BLAS", "BlasInfo", "mx", "describe", "mlx_blas_threads", "shared_malloc_arena"]
 
-# (getter, setter) of the thread count of the BLAS serving MLX, by library; found on first use
+# (getter, setter) of the thread count of the BLAS serving MLX, by library
 _THREAD_CONTROL: dict[str, tuple[str, str]] = {
     "openblas": ("openblas_get_num_threads", "openblas_set_num_threads"),
     "mkl": ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
 }
+
+
+@functools.cache
+def _blas_thread_control() -> tuple | None:
+    """(get, set) of the thread count of the BLAS serving MLX, or None where it cannot be set."""
+    names = _THREAD_CONTROL.get(BLAS.name if BLAS.path else "")
+    if names is None:
+        return None
+    lib = ctypes.CDLL(BLAS.path)
+    get, set_ = getattr(lib, names[0], None), getattr(lib, names[1], None)
+    return (get, set_) if get is not None and set_ is not None else None
 
 
 _blas_lock = threading.Lock()
@@ -173,12 +185,11 @@ def mlx_blas_threads(n: int) -> Iterator[None]:
     leave restores the original. A no-op where the library's count cannot be set (Accelerate,
     MLX's bundled BLAS).
     """
-    names = _THREAD_CONTROL.get(BLAS.name if BLAS.path else "")
-    lib = ctypes.CDLL(BLAS.path) if names else None
-    get, set_ = (getattr(lib, names[0], None), getattr(lib, names[1], None)) if lib is not None else (None, None)
-    if get is None or set_ is None:
+    control = _blas_thread_control()
+    if control is None:
         yield
         return
+    get, set_ = control
     with _blas_lock:
         if _blas_users[0] == 0:
             _blas_users[1] = int(get())

@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .fast import on_cpu, softmax
+from .fast import layer_norm_numpy, on_cpu, softmax
 from .layers import ChannelLayerNorm, conv1d
 
 MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
@@ -119,7 +119,6 @@ class MultiHeadAttention(nn.Module):
         out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
         return self.conv_o(out)
 
-
     def forward_numpy(self, x: np.ndarray) -> np.ndarray:
         """The unmasked attention in numpy: (B, T, C) -> (B, T, C)."""
         q = _pointwise_numpy(self.conv_q, x)
@@ -190,7 +189,6 @@ class FFN(nn.Module):
         x = self.conv_2(self._pad(x * x_mask))
         return x * x_mask
 
-
     def forward_numpy(self, x: np.ndarray) -> np.ndarray:
         """Unmasked (every frame valid): (B, T, C) -> (B, T, C)."""
         h = _conv_numpy(self.conv_1, x, self.kernel_size)
@@ -216,16 +214,6 @@ def _conv_numpy(conv: "_Conv", x: np.ndarray, k: int) -> np.ndarray:
             y[i] += xp[i, j: j + t] @ w[:, j].T
     y += np.asarray(conv.bias)
     return y
-
-
-def _layer_norm_numpy(norm: ChannelLayerNorm, x: np.ndarray) -> np.ndarray:
-    """LayerNorm over channels in float32, in place of ``x``."""
-    x -= x.mean(axis=-1, keepdims=True)
-    var = np.mean(np.square(x), axis=-1, keepdims=True)
-    x *= 1 / np.sqrt(var + np.float32(norm.eps))
-    x *= np.asarray(norm.gamma)
-    x += np.asarray(norm.beta)
-    return x
 
 
 class _Conv(nn.Module):
@@ -274,8 +262,8 @@ class Encoder(nn.Module):
                                            self.norm_layers_2):
             y = attn.forward_numpy(x)
             y += x
-            x = _layer_norm_numpy(norm1, y)
+            x = layer_norm_numpy(y, norm1.gamma, norm1.beta, norm1.eps, inplace=True)
             y = ffn.forward_numpy(x)
             y += x
-            x = _layer_norm_numpy(norm2, y)
+            x = layer_norm_numpy(y, norm2.gamma, norm2.beta, norm2.eps, inplace=True)
         return x

@@ -52,6 +52,16 @@ def gelu(x: mx.array) -> mx.array:
     return nn.gelu(x)
 
 
+def layer_norm_numpy(x: np.ndarray, weight, bias, eps: float, *, inplace: bool = False) -> np.ndarray:
+    """LayerNorm over the last axis in float32 numpy, as torch computes it (in ``x`` with ``inplace``)."""
+    d = np.subtract(x, x.mean(axis=-1, keepdims=True), out=x if inplace else None)
+    var = np.mean(np.square(d), axis=-1, keepdims=True)
+    d *= 1.0 / np.sqrt(var + eps)
+    d *= np.asarray(weight)
+    d += np.asarray(bias)
+    return d
+
+
 def softmax(x: mx.array) -> mx.array:
     """Softmax over the last axis, float32, max-subtracted."""
     if not on_cpu():

@@ -31,7 +31,7 @@ from mlx.utils import tree_flatten
 
 from ..checkpoint import InertObject
 from ..errors import ModelConfigError, UnknownModelError
-from .fast import gelu, on_cpu, softmax
+from .fast import gelu, layer_norm_numpy, on_cpu, softmax
 from .layers import check_shapes, conv_weight_to_mlx, fold_all_weight_norms, load_strict
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
@@ -357,13 +357,7 @@ def _linear_numpy(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
 
 
 def _layer_norm_numpy(ln: nn.LayerNorm, x: np.ndarray) -> np.ndarray:
-    """LayerNorm over the last axis in float32, as torch computes it."""
-    d = x - x.mean(axis=-1, keepdims=True)
-    var = np.mean(np.square(d), axis=-1, keepdims=True)
-    d *= 1.0 / np.sqrt(var + ln.eps)
-    d *= np.asarray(ln.weight)
-    d += np.asarray(ln.bias)
-    return d
+    return layer_norm_numpy(x, ln.weight, ln.bias, ln.eps)
 
 
 def _frames(y: np.ndarray, kernel: int, stride: int, count: int) -> np.ndarray:

@@ -246,6 +246,12 @@ class Generator(nn.Module):
         if cfg.gin_channels:
             self.cond = Conv1d(cfg.gin_channels, c0, 1)
 
+    def _resblock_reach(self) -> int:
+        """Samples on each side the widest residual block reads (two convs per dilation: (k−1)/2·(d + 1))."""
+        cfg = self.cfg
+        return max(sum((k - 1) // 2 * (d + 1) for d in dil)
+                   for k, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes))
+
     def receptive_radius_frames(self) -> int:
         """How many latent frames on each side can influence an output sample (rounded up).
 
@@ -257,10 +263,7 @@ class Generator(nn.Module):
         cfg = self.cfg
         reach = 3.0  # conv_pre, in frames
         rate = 1  # samples per latent frame at the current stage
-        res_reach = max(
-            sum((k - 1) // 2 * (d + 1) for d in dil)
-            for k, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
-        )
+        res_reach = self._resblock_reach()
         for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes):
             reach += -(-k // u) / rate
             rate *= u
@@ -277,10 +280,7 @@ class Generator(nn.Module):
         stage's output to the kept stretch plus this margin changes no kept output sample.
         """
         cfg = self.cfg
-        res_reach = max(
-            sum((k - 1) // 2 * (d + 1) for d in dil)
-            for k, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
-        )
+        res_reach = self._resblock_reach()
         need = 3 + 1  # conv_post (k=7), at the output rate
         margins = [need]
         for u, k in zip(cfg.upsample_rates[:0:-1], cfg.upsample_kernel_sizes[:0:-1]):
@@ -343,10 +343,9 @@ class Generator(nn.Module):
 
     def _warm_spectra(self) -> None:
         """Derive every FFT convolution's kernel spectrum now, before threads share the modules."""
-        for block in self.resblocks:
-            for conv in getattr(block, "convs1", []) + getattr(block, "convs2", []) + getattr(block, "convs", []):
-                if isinstance(conv, FFTConv1d):
-                    conv.spectrum()
+        for _, module in self.named_modules():
+            if isinstance(module, FFTConv1d):
+                module.spectrum()
 
     def _forward(self, x: mx.array, g: mx.array | None, sine_waves: mx.array | None,
                  trace: dict | None, keep: tuple[int, int] | None = None) -> mx.array:
@@ -376,7 +375,7 @@ class Generator(nn.Module):
                 src = self.noise_convs[i](har)
                 if trace is not None:
                     trace[f"dec_noise_convs{i}_out"] = src
-                x = x + (src if first == 0 and src.shape[1] == x.shape[1] else src[:, first:first + x.shape[1]])
+                x = x + src[:, first:first + x.shape[1]]  # the source of the whole piece, at x's samples
             xs = self.resblocks[i * n_k](x)
             for j in range(1, n_k):
                 xs = xs + self.resblocks[i * n_k + j](x)

@@ -1014,7 +1014,7 @@ class E2E(nn.Module):
         with _single_threaded_blas():
             if numpy_kernels() and self.cfg.n_gru <= 1 and padded > block_frames + 2 * UNET_CONTEXT_FRAMES:
                 return self._f0_streamed(mel, threshold, block_frames)
-            return salience_to_f0(self.salience(mel, block_frames=block_frames), threshold=threshold)
+            return salience_to_f0(self._salience(mel, block_frames), threshold=threshold)
 
     def _f0_streamed(self, mel: np.ndarray, threshold: float, block_frames: int) -> np.ndarray:
         """:meth:`salience` and decoding in bounded memory, for long inputs on the CPU.
