@@ -108,9 +108,13 @@ def test_openblas_core_type_choice(monkeypatch):
     assert backend._openblas_core()[0] == "Zen"
     monkeypatch.setenv("MLX_RVC_OPENBLAS_CORETYPE", "none")
     assert backend._openblas_core()[0] is None
-    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # the environment's own choice always wins
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # the environment's choice beats detection...
+    monkeypatch.delenv("MLX_RVC_OPENBLAS_CORETYPE")
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2", "fma"} | backend.SKYLAKEX_FLAGS)
     core, note = backend._openblas_core()
     assert core is None and "Haswell" in note
+    monkeypatch.setenv("MLX_RVC_OPENBLAS_CORETYPE", "SkylakeX")  # ...and mlx-rvc's own setting beats it
+    assert backend._openblas_core()[0] == "SkylakeX"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="BLAS selection is a Linux concern")

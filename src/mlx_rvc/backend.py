@@ -17,7 +17,9 @@ about half the speed (measured here, 2048² float32: 260 -> 485 GFLOP/s). When t
 AVX-512 subsets OpenBLAS's SkylakeX kernels use and ``OPENBLAS_CORETYPE`` is not set, this
 module sets it to ``SkylakeX`` while OpenBLAS loads (numpy's copy included, if numpy is not
 imported yet), then removes it again so child processes see the environment they were given.
-``MLX_RVC_OPENBLAS_CORETYPE`` names another core type, or ``none`` to leave detection alone.
+``MLX_RVC_OPENBLAS_CORETYPE`` names another core type, or ``none`` to leave detection alone; it
+takes precedence over an inherited ``OPENBLAS_CORETYPE`` (which otherwise is kept as it is) and
+reaches numpy's OpenBLAS only when numpy is imported after mlx_rvc.
 """
 
 from __future__ import annotations
@@ -95,13 +97,13 @@ def _openblas_core() -> tuple[str | None, str]:
     """(core type to force while OpenBLAS loads or None, a note saying why)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None, ""
-    if "OPENBLAS_CORETYPE" in os.environ:
-        return None, f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (set by the environment)"
     choice = os.environ.get("MLX_RVC_OPENBLAS_CORETYPE", "").strip()
     if choice.lower() == "none":
         return None, "OpenBLAS's own CPU detection (MLX_RVC_OPENBLAS_CORETYPE=none)"
     if choice:
         return choice, f"OpenBLAS core {choice} (MLX_RVC_OPENBLAS_CORETYPE)"
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return None, f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (set by the environment)"
     if SKYLAKEX_FLAGS <= _cpu_flags():
         return "SkylakeX", "OpenBLAS core SkylakeX (AVX-512 kernels; the CPU has them)"
     return None, "OpenBLAS's own CPU detection"
@@ -126,6 +128,7 @@ def _activate() -> BlasInfo:
             return BlasInfo("custom", override, True, f"MLX_RVC_BLAS={override}")
         logger.warning("MLX_RVC_BLAS=%s could not be loaded or has no cblas_sgemm; trying the defaults", override)
     core, core_note = _openblas_core()
+    inherited = os.environ.get("OPENBLAS_CORETYPE")
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     try:
@@ -136,8 +139,11 @@ def _activate() -> BlasInfo:
                 note = f"{name} loaded globally before MLX" + (f"; {core_note}" if name == "openblas" else "")
                 return BlasInfo(name, path, True, note)
     finally:
-        if core is not None:
-            os.environ.pop("OPENBLAS_CORETYPE", None)
+        if core is not None:  # child processes see the environment they were given
+            if inherited is None:
+                os.environ.pop("OPENBLAS_CORETYPE", None)
+            else:
+                os.environ["OPENBLAS_CORETYPE"] = inherited
     return BlasInfo(
         "reference", None, False,
         "no OpenBLAS or MKL found: MLX's reference BLAS makes matmuls ~20x slower "
