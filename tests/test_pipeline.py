@@ -143,6 +143,22 @@ def test_cli_convert_errors_are_one_line(library, tmp_path):
     assert result.exit_code == 2 and "protect" in result.output
 
 
+def test_cli_f0_writes_contour_and_plot_and_refuses_bad_audio(library, speech, tmp_path):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, speech, 16000)
+    csv, png = tmp_path / "f0.csv", tmp_path / "f0.png"
+    result = runner.invoke(app, ["f0", str(wav), "--out", str(csv), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    rows = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert csv.read_text().startswith("seconds,hz\n") and rows.shape == (len(speech) // 160, 2)
+    assert np.all(np.isfinite(rows)) and (rows[:, 1] > 0).any() and png.stat().st_size > 0
+    for name, audio in (("nan.wav", np.full(16000, np.nan, np.float32)), ("short.wav", np.zeros(300, np.float32))):
+        sf.write(tmp_path / name, audio, 16000, subtype="FLOAT")
+        result = runner.invoke(app, ["f0", str(tmp_path / name), "--method", "pm"])
+        assert result.exit_code == 2 and result.output.startswith("error:") and len(result.output.splitlines()) == 1
+        assert ("NaN" if name == "nan.wav" else "ms long") in result.output
+
+
 def test_cli_list_and_remove(library):
     listed = json.loads(runner.invoke(app, ["list", "--json"]).output)
     names = {(m["name"], m["kind"]) for m in listed}

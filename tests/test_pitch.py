@@ -101,6 +101,15 @@ def test_trackers_survive_silence_clicks_dc_and_clipping(method, tmp_path):
         assert np.all(np.isfinite(f0)) and np.all(f0 >= 0)
         coarse, hz = pitch.postprocess(pitch.align(f0, method=method, p_len=n // 160))
         assert coarse.min() >= 1 and coarse.max() <= 255 and np.isfinite(hz).all()
+    # clips shorter than pm's and RMVPE's analysis windows (Praat's three periods of 50 Hz, 60 ms;
+    # RMVPE's 512-sample reflect padding): every frame unvoiced, no exception
+    for length in (1, 300, 900):
+        x = 0.5 * np.sin(2 * np.pi * 200 * np.arange(length) / SR).astype(np.float32)
+        f0 = pitch.align(pitch.estimate(x, method=method, rmvpe=lambda: model), method=method,
+                         p_len=length // 160 + 1)
+        assert f0.shape == (length // 160 + 1,) and np.all(np.isfinite(f0)) and np.all(f0 >= 0)
+        if length < {"pm": 960, "rmvpe": 513}.get(method, 0):
+            assert not f0.any()
 
 
 def test_unknown_method_and_missing_model():

@@ -188,11 +188,12 @@ def f0(
     import numpy as np
 
     from . import pitch as pitch_mod
-    from .audio import load_audio, resample
+    from .audio import load_audio
+    from .pipeline import prepare_input
 
     try:
         audio, sr = load_audio(input)
-        x16 = resample(audio, orig_sr=sr, target_sr=16000)
+        x16 = prepare_input(audio, sr)  # what a conversion tracks: checked, mono, 16 kHz, peak-guarded
         model = None
         if method == "rmvpe":
             from .store import load_pitch_model

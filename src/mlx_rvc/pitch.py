@@ -25,6 +25,7 @@ from .errors import MlxRvcError
 SAMPLE_RATE = 16000  # Hz
 FRAME_SECONDS = 0.01  # one f0 value per 10 ms
 PM_VOICING_THRESHOLD = 0.6  # the reference's Praat setting
+PM_PERIODS_PER_WINDOW = 3  # Praat's autocorrelation window: three periods of the pitch floor
 METHODS = ("rmvpe", "pm", "harvest", "dio")
 
 
@@ -33,8 +34,11 @@ class PitchError(MlxRvcError, ValueError):
 
 
 def _pm(audio: np.ndarray) -> np.ndarray:
+    """Praat's contour; none (all unvoiced once aligned) for a clip shorter than Praat's window."""
     import parselmouth
 
+    if audio.size < PM_PERIODS_PER_WINDOW * SAMPLE_RATE / F0_MIN:
+        return np.zeros(0)
     return (parselmouth.Sound(np.asarray(audio, np.float64), SAMPLE_RATE)
             .to_pitch_ac(time_step=FRAME_SECONDS, voicing_threshold=PM_VOICING_THRESHOLD,
                          pitch_floor=F0_MIN, pitch_ceiling=F0_MAX)
@@ -58,7 +62,7 @@ def _world(audio: np.ndarray, method: str, filter_radius: int) -> np.ndarray:
     track = pyworld.harvest if method == "harvest" else pyworld.dio
     f0, times = track(x, fs=SAMPLE_RATE, f0_floor=F0_MIN, f0_ceil=F0_MAX, frame_period=FRAME_SECONDS * 1000)
     f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
-    if filter_radius > 2:
+    if filter_radius > 2 and f0.size >= 3:
         f0 = medfilt(f0, 3)
     return f0
 
