@@ -25,6 +25,7 @@ from .errors import MlxRvcError
 SAMPLE_RATE = 16000  # Hz
 FRAME_SECONDS = 0.01  # one f0 value per 10 ms
 PM_VOICING_THRESHOLD = 0.6  # the reference's Praat setting
+RMVPE_MIN_SAMPLES = 512  # RMVPE's STFT reflect-pads half its 1024-sample window on each side
 PM_PERIODS_PER_WINDOW = 3  # Praat's autocorrelation window: three periods of the pitch floor
 METHODS = ("rmvpe", "pm", "harvest", "dio")
 
@@ -82,7 +83,10 @@ def estimate(audio: np.ndarray, *, method: str = "rmvpe", rmvpe: Callable[[], ob
     if method == "rmvpe":
         if rmvpe is None:
             raise PitchError("rmvpe needs an RMVPE model: import rmvpe.pt (mlx-rvc import rmvpe.pt)")
-        f0 = rmvpe().f0(np.asarray(audio, np.float32))
+        if audio.size <= RMVPE_MIN_SAMPLES:  # its centred reflect padding needs more: nothing to analyse
+            f0 = np.zeros(audio.size // 160 + 1)
+        else:
+            f0 = rmvpe().f0(np.asarray(audio, np.float32))
     elif method == "pm":
         f0 = _pm(audio)
     elif method in ("harvest", "dio"):

@@ -28,7 +28,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from ..dsp.f0 import salience_to_f0
-from ..dsp.mel import HOP, N_FFT, N_MELS, log_mel
+from ..dsp.mel import N_MELS, log_mel
 from ..errors import ModelConfigError, UnknownModelError
 from .layers import check_shapes, load_strict
 
@@ -1009,8 +1009,6 @@ class E2E(nn.Module):
         On the CPU, inputs longer than one U-Net block go through :meth:`_f0_streamed`, whose
         memory does not grow with the length beyond the log-mel and the f0 itself.
         """
-        if np.size(audio_16k) <= N_FFT // 2:  # too short for the centred reflect padding: nothing to analyse
-            return np.zeros(np.size(audio_16k) // HOP + 1)
         mel = log_mel(audio_16k)
         padded = -(-mel.shape[1] // FRAME_MULTIPLE) * FRAME_MULTIPLE
         with _single_threaded_blas():
