@@ -1,4 +1,4 @@
-"""The ``mlx-rvc`` command: parity exit codes and outputs, import errors, info, demo."""
+"""The ``mlx-rvc`` command: parity exit codes and outputs, import errors, info, demo, compare."""
 
 from __future__ import annotations
 
@@ -156,3 +156,21 @@ def test_demo_converts_the_bundled_clip_end_to_end(tmp_path):
     assert 0.005 < np.sqrt(np.mean(audio**2)) < 0.9
     assert (tmp_path / "demo_comparison.png").stat().st_size > 10_000
     assert (tmp_path / "models" / "voice" / "model.safetensors").is_file()
+
+
+def test_compare_reports_metrics_and_refuses_non_finite_audio(tmp_path):
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", tone, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", np.repeat(tone, 3), 48000, subtype="FLOAT")  # same tone, held 3x at 48 kHz
+    png = tmp_path / "c.png"
+    result = runner.invoke(app, ["compare", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--json", "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["sample_rate_b"] == 48000 and report["seconds_b"] == 1.0 and png.stat().st_size > 0
+    assert report["spec_corr"] > 0.99 and 0.9 < report["rms_ratio"] < 1.1  # a resampled sample-and-hold copy
+    sf.write(tmp_path / "nan.wav", np.full(1600, np.nan, np.float32), 16000, subtype="FLOAT")
+    result = runner.invoke(app, ["compare", str(tmp_path / "a.wav"), str(tmp_path / "nan.wav")])
+    assert result.exit_code == 2 and "nan.wav: contains NaN" in result.output

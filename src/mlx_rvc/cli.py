@@ -233,6 +233,8 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Compare two audio files: spectrogram and waveform correlation, RMS ratio, and a picture."""
+    import numpy as np
+
     from .audio import load_audio, resample
     from .metrics import audio_diff
 
@@ -241,6 +243,9 @@ def compare(
         xb, srb = load_audio(b)
     except (MlxRvcError, FileNotFoundError) as exc:
         _fail(str(exc))
+    for path, x in ((a, xa), (b, xb)):
+        if not np.all(np.isfinite(x)):
+            _fail(f"{path.name}: contains NaN or infinite samples")
     xb_at_a = resample(xb, orig_sr=srb, target_sr=sra)
     diff = audio_diff(xb_at_a, xa)
     report = {"a": str(a), "b": str(b), "sample_rate_a": sra, "sample_rate_b": srb,
