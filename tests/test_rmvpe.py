@@ -114,7 +114,10 @@ def _same_conv64(x: np.ndarray, conv: rmvpe.Conv) -> np.ndarray:
     (96, 128, (24, 8), 16),  # two sources (the decoder's concatenation), direct
     (128, 32, (64,), 64),  # Winograd, row tiles
     (12, 4, (96, 32), 128),  # Winograd, small image: output channels split between the threads
-    (13, 4, (64,), 64),  # odd height: direct form despite the width
+    (13, 4, (64,), 64),  # odd height: not Winograd; 4 columns: column by column, border taps skipped
+    (10, 4, (256,), 512),  # the released model's intermediate (first conv, with its shortcut)
+    (7, 1, (32,), 16),  # one column (both border taps skipped), fewer than 64 outputs: one part
+    (13, 4, (24, 8), 16),  # narrow but two sources: row tiles
     (2, 8, (64,), 64),  # one row pair (a 0.3 s input's deepest Winograd level): no empty half
 ])
 def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
@@ -139,6 +142,8 @@ def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
     assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut)).max() < 2e-6 * scale
     for buf in (out, side):  # the zero border that the next convolution reads as padding
         assert not buf[0].any() and not buf[-1].any() and not buf[:, 0].any() and not buf[:, -1].any()
+    prepared(sources, side, residual=True)  # a residual block's second conv adds to its input
+    assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut) - ref).max() < 4e-6 * scale
 
 
 def test_numpy_upconv_matches_mlx():
