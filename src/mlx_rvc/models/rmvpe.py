@@ -953,10 +953,16 @@ class NumpyUnet:
 
     @staticmethod
     def _blocks(blocks: list[_ResBlock], sources: list[np.ndarray]) -> np.ndarray:
+        """One level's residual blocks. Empties ``sources`` once the first conv has read them, so
+        that inputs the caller no longer holds (a decoder level's up-convolution and skip) are
+        freed before the level's other seven convolutions run."""
         h, w = sources[0].shape[0] - 2, sources[0].shape[1] - 2
-        x = sources[0] if not blocks[0].shortcut else _padded(h, w, blocks[0].conv0.c_out)
-        mid = _padded(h, w, blocks[0].conv0.c_out)
-        blocks[0](sources, x, mid)
+        first = blocks[0]
+        x = sources[0] if not first.shortcut else _padded(h, w, first.conv0.c_out)
+        mid = _padded(h, w, first.conv0.c_out)
+        first.conv0(sources, mid, shortcut_out=x if first.shortcut else None)
+        sources.clear()
+        first.conv3([mid], x, residual=True)
         for block in blocks[1:]:
             block([x], x, mid)  # in place: each tile of the second conv adds to the rows it read
         return x
@@ -975,10 +981,13 @@ class NumpyUnet:
             x = _padded(h // 2, w // 2, c)
             _avg_pool_2x2(y, x)
         x = self._blocks(self.intermediate, [x])
-        for (up, blocks), skip in zip(self.decoder, reversed(skips)):
+        for up, blocks in self.decoder:  # each skip and level output dropped as soon as it is used
+            skip = skips.pop()
             u = _padded(skip.shape[0] - 2, skip.shape[1] - 2, up.c_out)
             up(x, u)
-            x = self._blocks(blocks, [u, skip])
+            sources = [u, skip]
+            del x, u, skip
+            x = self._blocks(blocks, sources)
         feats = _padded(t, n_mels, self.cnn.c_out)
         self.cnn([x], feats, relu=False)
         return np.ascontiguousarray(_interior(feats).transpose(0, 2, 1)).reshape(t, -1)  # channel-major
