@@ -112,7 +112,9 @@ def test_openblas_core_type_choice(monkeypatch):
     monkeypatch.delenv("MLX_RVC_OPENBLAS_CORETYPE")
     monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2", "fma"} | backend.SKYLAKEX_FLAGS)
     core, note = backend._openblas_core()
-    assert core is None and "Haswell" in note
+    assert core is None and "Haswell" in note and "MLX_RVC_OPENBLAS_CORETYPE=SkylakeX" in note
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2", "fma"})  # no AVX-512: no hint
+    assert "MLX_RVC_OPENBLAS_CORETYPE" not in backend._openblas_core()[1]
     monkeypatch.setenv("MLX_RVC_OPENBLAS_CORETYPE", "SkylakeX")  # ...and mlx-rvc's own setting beats it
     assert backend._openblas_core()[0] == "SkylakeX"
 

@@ -103,7 +103,11 @@ def _openblas_core() -> tuple[str | None, str]:
     if choice:
         return choice, f"OpenBLAS core {choice} (MLX_RVC_OPENBLAS_CORETYPE)"
     if "OPENBLAS_CORETYPE" in os.environ:
-        return None, f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (set by the environment)"
+        inherited = os.environ["OPENBLAS_CORETYPE"]
+        note = f"OPENBLAS_CORETYPE={inherited} (set by the environment)"
+        if inherited.lower() != "skylakex" and SKYLAKEX_FLAGS <= _cpu_flags():
+            note += "; this CPU has AVX-512: MLX_RVC_OPENBLAS_CORETYPE=SkylakeX would use its kernels"
+        return None, note
     if SKYLAKEX_FLAGS <= _cpu_flags():
         return "SkylakeX", "OpenBLAS core SkylakeX (AVX-512 kernels; the CPU has them)"
     return None, "OpenBLAS's own CPU detection"
