@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from .dsp.f0 import F0_MAX, F0_MIN, coarse_pitch, fill_unvoiced, shift_semitones
+from .dsp.mel import HOP, N_FFT
 from .errors import MlxRvcError
 
 SAMPLE_RATE = 16000  # Hz
 FRAME_SECONDS = 0.01  # one f0 value per 10 ms
 PM_VOICING_THRESHOLD = 0.6  # the reference's Praat setting
-RMVPE_MIN_SAMPLES = 512  # RMVPE's STFT reflect-pads half its 1024-sample window on each side
 PM_PERIODS_PER_WINDOW = 3  # Praat's autocorrelation window: three periods of the pitch floor
 METHODS = ("rmvpe", "pm", "harvest", "dio")
 
@@ -83,8 +83,8 @@ def estimate(audio: np.ndarray, *, method: str = "rmvpe", rmvpe: Callable[[], ob
     if method == "rmvpe":
         if rmvpe is None:
             raise PitchError("rmvpe needs an RMVPE model: import rmvpe.pt (mlx-rvc import rmvpe.pt)")
-        if audio.size <= RMVPE_MIN_SAMPLES:  # its centred reflect padding needs more: nothing to analyse
-            f0 = np.zeros(audio.size // 160 + 1)
+        if audio.size <= N_FFT // 2:  # its STFT's centred reflect padding needs more: nothing to analyse
+            f0 = np.zeros(audio.size // HOP + 1)
         else:
             f0 = rmvpe().f0(np.asarray(audio, np.float32))
     elif method == "pm":
