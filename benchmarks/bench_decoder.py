@@ -5,7 +5,7 @@
     python benchmarks/bench_decoder.py --tune [--rounds 8]
 
 A full-size voice with random weights (as ``mlx-rvc bench synth``) decodes ``--seconds`` of
-latents in the synthesizer's pieces (``DECODE_CHUNK_FRAMES``), three ways: ``before`` (direct
+latents in the synthesizer's pieces (``nsf.CPU_PIECE_FRAMES``), three ways: ``before`` (direct
 convolutions, MLX's default 32 MiB buffer cache), ``direct`` (direct convolutions, decoding
 buffer cache) and ``fft`` (the default: FFT overlap-save where planned, decoding buffer cache).
 Whole-decoder calls run as the synthesizer runs them (pieces on ``nsf.DECODE_WORKERS`` threads).
@@ -35,7 +35,8 @@ import mlx.core as mx
 from mlx_rvc.models import layers, nsf
 from mlx_rvc.models import synthesizer as synth
 from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
-from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, conv1d, leaky_relu
+from mlx_rvc.forms.cpu import conv1d
+from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, leaky_relu
 from mlx_rvc.models.nsf import FINAL_LRELU_SLOPE, Generator, sine_excitation
 
 # name: (layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE); 0 keeps MLX's default 32 MiB buffer cache
@@ -76,7 +77,7 @@ def staged_forward(dec: Generator, x: mx.array, g: mx.array, sine: mx.array | No
 def one_piece(dec: Generator, z: mx.array, g: mx.array, sine: mx.array | None) -> tuple:
     """The first full-size interior piece ``Generator.__call__`` decodes, with its context."""
     upp, margin = dec.cfg.upp, dec.receptive_radius_frames() + 2
-    lo, hi = max(synth.DECODE_CHUNK_FRAMES - margin, 0), 2 * synth.DECODE_CHUNK_FRAMES + margin
+    lo, hi = max(nsf.CPU_PIECE_FRAMES - margin, 0), 2 * nsf.CPU_PIECE_FRAMES + margin
     if hi > z.shape[1]:
         raise SystemExit(f"--seconds must cover {hi} frames for a full interior piece")
     return z[:, lo:hi], g, sine[:, lo * upp:hi * upp] if sine is not None else None
@@ -93,7 +94,7 @@ def spectrum_bytes(dec: Generator) -> int:
 def tune(rounds: int) -> None:
     """Best seconds per convolution on one 48k piece: direct against FFT at each transform length."""
     rng = np.random.default_rng(0)
-    piece = (synth.DECODE_CHUNK_FRAMES + 28) * 12  # 256-ch samples of a v2 48k piece with context
+    piece = (nsf.CPU_PIECE_FRAMES + 28) * 12  # 256-ch samples of a v2 48k piece with context
     print(f"{'ch':>4s} {'K':>3s} {'d':>2s} {'samples':>8s} {'direct':>8s}  fft by length (ms)  -> best, planned")
     with buffer_cache(4 << 30):  # room for every length's buffers at once: no page faults between runs
         for channels, samples in ((256, piece), (128, piece * 10), (64, piece * 20), (32, piece * 40)):
@@ -156,13 +157,13 @@ def main() -> None:
     synth_kwargs = {"pitch": mx.array(np.full((1, frames), 100, np.int32)), "pitchf": pitchf} if f0 else {}
 
     piece = one_piece(dec, z, g, sine)
-    n_pieces = -(-frames // synth.DECODE_CHUNK_FRAMES)
+    n_pieces = -(-frames // nsf.CPU_PIECE_FRAMES)
     best: dict[str, dict[str, float]] = {p: {} for p in PATHS}
     peak: dict[str, int] = {}
     audio: dict[str, np.ndarray] = {}
     for p, (flag, cache) in PATHS.items():  # warm-up (kernel spectra, allocations)
         layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
-        audio[p] = np.asarray(dec(*piece, chunk_frames=synth.DECODE_CHUNK_FRAMES))
+        audio[p] = np.asarray(dec(*piece, chunk_frames=nsf.CPU_PIECE_FRAMES))
 
     def keep(p: str, times: dict) -> None:
         for k, v in times.items():
@@ -182,7 +183,7 @@ def main() -> None:
             times = {}
             mx.reset_peak_memory()
             t0 = time.perf_counter()
-            mx.eval(dec(z, g, sine, chunk_frames=synth.DECODE_CHUNK_FRAMES))
+            mx.eval(dec(z, g, sine, chunk_frames=nsf.CPU_PIECE_FRAMES))
             times["decoder (Generator call)"] = time.perf_counter() - t0
             peak[p] = max(peak.get(p, 0), mx.get_peak_memory())
             if args.synth:

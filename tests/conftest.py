@@ -10,6 +10,8 @@ import pytest
 
 import mlx_rvc  # noqa: F401  (activates the fast BLAS before any test imports mlx.core)
 
+from mlx_rvc import forms
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS = FIXTURES / "models"
 
@@ -26,3 +28,11 @@ def fullsize_dir() -> Path:
     if not d or not (Path(d) / "fixtures.json").is_file():
         pytest.skip("set MLX_RVC_FULLSIZE_DIR to a directory of full-size reference fixtures")
     return Path(d)
+
+
+@pytest.fixture(params=forms.FORMS)
+def form(request):
+    """Runs the test once per form (mlx_rvc.forms), each on this machine's MLX device: the GPU
+    form runs on MLX's CPU device where no GPU exists, so no form ships untested."""
+    with forms.use(request.param):
+        yield request.param

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mlx_rvc import artifact
+from mlx_rvc import forms
 from mlx_rvc.errors import CheckpointError, ModelConfigError
 from mlx_rvc.importer import convert, import_model, read_source
 from mlx_rvc.models import hubert
@@ -25,7 +26,7 @@ STAGE_REL_RMS = 5e-5
 
 
 @pytest.mark.parametrize("name", ["hubert.npz", "hubert_768.npz"])
-def test_every_stage_matches_reference(name):
+def test_every_stage_matches_reference(name, form):
     report = run_parity(FIXTURES / name)
     assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
     keys = {c.key for c in report.checks}
@@ -118,13 +119,14 @@ def test_config_that_contradicts_weights_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the two paths
-# On the CPU the model runs in numpy (hubert.NUMPY_ON_CPU); the MLX path serves other devices.
+# The CPU form runs the model in numpy (hubert.use_numpy); the GPU form runs the MLX code.
 # Both must compute the same thing, stage by stage.
 
 
 @pytest.fixture
-def mlx_path(monkeypatch):
-    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
+def mlx_path():
+    with forms.use("gpu"):
+        yield
 
 
 def _stages(model, wav):
@@ -140,15 +142,17 @@ def _rel_rms(a, b):
     return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
 
 
-@pytest.mark.parametrize("form", ["hubert_base", "hubert_base_768"])
-def test_numpy_and_mlx_paths_agree_stage_by_stage(form, audio, monkeypatch):
-    config, weights = convert(read_source(MODELS / form))
+@pytest.mark.parametrize("source", ["hubert_base", "hubert_base_768"])
+def test_numpy_and_mlx_paths_agree_stage_by_stage(source, audio):
+    config, weights = convert(read_source(MODELS / source))
     model = hubert.build(hubert.HubertConfig.from_dict(config), weights)
     wav = audio[None].astype(np.float32)
-    assert hubert.use_numpy()
-    fast = _stages(model, wav)
-    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
-    slow = _stages(model, wav)
+    with forms.use("cpu"):
+        assert hubert.use_numpy()
+        fast = _stages(model, wav)
+    with forms.use("gpu"):
+        assert not hubert.use_numpy()
+        slow = _stages(model, wav)
     assert fast.keys() == slow.keys()
     for key in fast:
         assert fast[key].shape == slow[key].shape, key
@@ -194,13 +198,13 @@ def test_softmax_without_shift_equals_shifted(monkeypatch):
     monkeypatch.undo()
     big = x * 300
     out = attn.forward_numpy(big)
-    monkeypatch.setattr(hubert, "NUMPY_ON_CPU", False)
     assert np.isfinite(out).all()
-    assert _rel_rms(out, np.asarray(attn(mx.array(big)))) < 1e-5
+    with forms.use("gpu"):
+        assert _rel_rms(out, np.asarray(attn(mx.array(big)))) < 1e-5
 
 
 @pytest.mark.parametrize("path", ["numpy", "mlx"])
-def test_feature_extractor_blocks_join_seamlessly(path, models, audio, monkeypatch):
+def test_feature_extractor_blocks_join_seamlessly(path, models, audio, monkeypatch, form):
     model = models["hubert_base"][1]
     fe = model.feature_extractor
     wav = audio[None].astype(np.float32)

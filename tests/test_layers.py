@@ -1,4 +1,4 @@
-"""The fast convolution rewrites against direct numpy definitions of the PyTorch operations."""
+"""The convolutions of every form against direct numpy definitions of the PyTorch operations."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlx_rvc import forms
 from mlx_rvc.models.layers import (
     ConvTranspose1d,
     StridedConv1dMono,
-    conv1d,
     fold_all_weight_norms,
     fold_weight_norm,
     polyphase_weight,
@@ -43,13 +43,13 @@ def conv_transpose1d_ref(x, w, *, stride, padding):
 
 
 @pytest.mark.parametrize("k,d,t", [(3, 1, 17), (3, 3, 17), (7, 5, 40), (11, 5, 9), (11, 3, 64), (5, 2, 1)])
-def test_dilated_conv_matches_definition(k, d, t):
+def test_dilated_conv_matches_definition(k, d, t, form):
     rng = np.random.default_rng(k * 100 + d)
     x = rng.standard_normal((t, 6)).astype(np.float32)
     w = rng.standard_normal((4, 6, k)).astype(np.float32)
     pad = d * (k - 1) // 2
     b = rng.standard_normal(4).astype(np.float32)
-    y = conv1d(mx.array(np.stack([x, -x])), mx.array(w.transpose(0, 2, 1)), mx.array(b), dilation=d, padding=pad)
+    y = forms.ops().conv1d(mx.array(np.stack([x, -x])), mx.array(w.transpose(0, 2, 1)), mx.array(b), dilation=d, padding=pad)
     ref = conv1d_ref(x, w, padding=pad, dilation=d)
     np.testing.assert_allclose(np.asarray(y[0]), ref + b, atol=ATOL)
     np.testing.assert_allclose(np.asarray(y[1]), -ref + b, atol=ATOL)
@@ -57,7 +57,7 @@ def test_dilated_conv_matches_definition(k, d, t):
 
 # (stride, kernel) pairs of every RVC rate: 32k v1/v2, 40k, 48k v1/v2
 @pytest.mark.parametrize("u,k", [(10, 16), (4, 16), (2, 4), (8, 16), (10, 20), (6, 16), (12, 24), (3, 7)])
-def test_polyphase_transposed_conv_matches_definition(u, k):
+def test_polyphase_transposed_conv_matches_definition(u, k, form):
     rng = np.random.default_rng(u * 31 + k)
     x = rng.standard_normal((13, 5)).astype(np.float32)
     w = rng.standard_normal((5, 3, k)).astype(np.float32)

@@ -22,7 +22,7 @@ INDEX_V2 = FIXTURES / "added_IVF10_Flat_nprobe_1_oracle_e2e_v2_48k_f0_rmvpe_v2.i
 
 
 @pytest.mark.parametrize("name", ["e2e_v2_48k_f0_rmvpe", "e2e_v1_40k_nof0", "e2e_v1_32k_f0_pm_chunked"])
-def test_end_to_end_matches_reference_at_every_stage(name):
+def test_end_to_end_matches_reference_at_every_stage(name, form):
     report = run_parity(FIXTURES / f"{name}.npz")
     assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
     checks = {c.key: c for c in report.checks}

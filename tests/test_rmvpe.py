@@ -7,6 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlx_rvc import forms
 from mlx_rvc.dsp.mel import log_mel
 from mlx_rvc.errors import MlxRvcError
 from mlx_rvc.importer import convert, import_model, read_source
@@ -26,7 +27,7 @@ def _model(tiny) -> rmvpe.E2E:
     return rmvpe.build(rmvpe.RmvpeConfig.from_dict(config), weights)
 
 
-def test_every_stage_matches_reference():
+def test_every_stage_matches_reference(form):
     report = run_parity(FIXTURES / "rmvpe.npz")
     assert report.passed, [c.as_dict() for c in report.checks if not c.passed]
     by_key = {c.key: c for c in report.checks}
@@ -61,17 +62,18 @@ def test_loading_is_strict(tiny):
         rmvpe.build(cfg, wrong)
 
 
-def test_numpy_cpu_kernels_equal_the_mlx_path(tiny, monkeypatch):
-    """The CPU runs the U-Net and the GRU in numpy; other devices run the MLX code. Both agree."""
+def test_numpy_cpu_kernels_equal_the_mlx_path(tiny):
+    """The CPU form runs the U-Net and the GRU in numpy; the GPU form runs the MLX code. Both agree."""
     model = _model(tiny)
     mel = log_mel(np.load(FIXTURES / "rmvpe.npz")["input_16k"])
-    fast = model.salience(mel)
-    monkeypatch.setattr(rmvpe, "NUMPY_ON_CPU", False)
-    slow = model.salience(mel)
+    with forms.use("cpu"):
+        fast = model.salience(mel)
+    with forms.use("gpu"):
+        slow = model.salience(mel)
     np.testing.assert_allclose(fast, slow, atol=2e-6)
 
 
-def test_output_length_and_padding_to_32_frames(tiny):
+def test_output_length_and_padding_to_32_frames(tiny, form):
     model = _model(tiny)
     for n in (1000, 16000, 16000 + 5 * 160 + 7):  # 7, 101 and 106 frames: none a multiple of 32
         f0 = model.f0(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
@@ -80,7 +82,7 @@ def test_output_length_and_padding_to_32_frames(tiny):
         model.f0(np.zeros(512, np.float32))
 
 
-def test_long_input_in_blocks_equals_one_pass(tiny):
+def test_long_input_in_blocks_equals_one_pass(tiny, form):
     """Blocks of 320 frames with the U-Net's exact context reproduce the single pass."""
     model = _model(tiny)
     rng = np.random.default_rng(0)
@@ -146,7 +148,7 @@ def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
     assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut) - ref).max() < 4e-6 * scale
 
 
-def test_numpy_upconv_matches_mlx():
+def test_numpy_upconv_matches_mlx(form):
     rng = np.random.default_rng(1)
     up = rmvpe.UpConv(64, 32)
     up.weight = mx.array((rng.standard_normal((32, 3, 3, 64)) / 24).astype(np.float32))

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from mlx_rvc import forms
+
 from mlx_rvc.importer import convert, read_source
 from mlx_rvc.models import synthesizer as synth
 from mlx_rvc.parity import run_parity
@@ -22,7 +24,7 @@ STAGE_REL_RMS = 2e-5
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_stage_matches_reference(variant):
+def test_every_stage_matches_reference(variant, form):
     report = run_parity(FIXTURES / f"synth_{variant}.npz")
     failures = [c.as_dict() for c in report.checks if not c.passed]
     assert not failures, failures
@@ -53,7 +55,7 @@ def _inputs(cfg: synth.SynthesizerConfig, t: int, b: int = 1):
     return phone, pitch, pitchf
 
 
-def test_equal_seeds_give_equal_audio_and_different_seeds_differ():
+def test_equal_seeds_give_equal_audio_and_different_seeds_differ(form):
     model = _model("v2_40k_f0")
     phone, pitch, pitchf = _inputs(model.cfg, 20)
     args = (phone, mx.array([20]), mx.array([0]))
@@ -90,7 +92,7 @@ def test_bad_inputs_are_refused_clearly():
 
 
 @pytest.mark.parametrize("variant", ["v2_48k_f0", "v1_32k_nof0"])
-def test_chunked_decoding_equals_one_pass(variant):
+def test_chunked_decoding_equals_one_pass(variant, form):
     """Decoding in pieces with receptive-field context reproduces the one-pass audio."""
     model = _model(variant)
     t = 90
@@ -105,7 +107,7 @@ def test_chunked_decoding_equals_one_pass(variant):
 
 
 @pytest.mark.parametrize("variant", ["v2_48k_f0", "v1_32k_nof0"])
-def test_decoding_only_kept_frames_equals_that_part_of_one_pass(variant):
+def test_decoding_only_kept_frames_equals_that_part_of_one_pass(variant, form):
     """``keep_frames`` decodes a stretch with the rest as context; pieces crop every stage to
     what later stages reach. The kept audio must be the same part of the one-pass audio."""
     model = _model(variant)
@@ -124,7 +126,7 @@ def test_decoding_only_kept_frames_equals_that_part_of_one_pass(variant):
 
 
 @pytest.mark.parametrize("t, rows", [(37, 1024), (300, 64), (5, 1024)])
-def test_text_encoder_attention_numpy_form_equals_the_mlx_form(monkeypatch, t, rows):
+def test_text_encoder_attention_numpy_form_equals_the_mlx_form(monkeypatch, t, rows, form):
     """On the CPU the unmasked text encoder runs in numpy (attention: band-added relative
     logits, [v | 1] sums); other devices and masked batches run the MLX form. Both agree to float32 rounding, also
     with several query-row blocks and with fewer frames than the relative window."""
@@ -143,7 +145,7 @@ def test_text_encoder_attention_numpy_form_equals_the_mlx_form(monkeypatch, t, r
     assert np.abs(fast - slow).max() < 2e-6 * scale  # float32 sums in another order
 
 
-def test_text_encoder_numpy_stack_equals_the_mlx_stack(monkeypatch):
+def test_text_encoder_numpy_stack_equals_the_mlx_stack():
     from mlx_rvc.models import attention
 
     rng = np.random.default_rng(0)
@@ -152,9 +154,10 @@ def test_text_encoder_numpy_stack_equals_the_mlx_stack(monkeypatch):
               for k, v in tree_flatten(enc.parameters())}
     enc.load_weights(list(params.items()))
     x = mx.array(rng.standard_normal((1, 150, 192)).astype(np.float32))
-    fast = np.asarray(enc(x, mx.ones((1, 150, 1))))  # on the CPU: numpy
-    monkeypatch.setattr(attention, "on_cpu", lambda: False)
-    slow = np.asarray(enc(x, mx.ones((1, 150, 1))))
+    with forms.use("cpu"):
+        fast = np.asarray(enc(x, mx.ones((1, 150, 1))))  # numpy
+    with forms.use("gpu"):
+        slow = np.asarray(enc(x, mx.ones((1, 150, 1))))
     assert np.abs(fast - slow).max() < 1e-5 * np.abs(slow).max()  # two layers of float32 rounding (~1e-6)
 
 

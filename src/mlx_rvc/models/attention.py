@@ -13,8 +13,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .fast import layer_norm_numpy, on_cpu, softmax
-from .layers import ChannelLayerNorm, conv1d
+from .. import forms
+from ..forms.cpu import layer_norm_numpy
+from .layers import ChannelLayerNorm
 
 MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
 
@@ -110,7 +111,7 @@ class MultiHeadAttention(nn.Module):
             scores = q[:, :, r0:r1] @ k_t + rel  # (B, H, n, T)
             if attn_mask is not None:
                 scores = mx.where(attn_mask[:, :, r0:r1] == 0, MASKED_SCORE, scores)
-            p = softmax(scores)
+            p = forms.ops().softmax(scores)
             out = p @ v + rows_to_band(_columns(p, r0 - w, r1 + w, t), 2 * w + 1) @ self.emb_rel_v[0]
             if r1 < t or r0 > 0:
                 mx.eval(out)  # one block's score matrices at a time
@@ -223,7 +224,7 @@ class _Conv(nn.Module):
         self.bias = mx.zeros((out_channels,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        return conv1d(x, self.weight, self.bias)
+        return forms.ops().conv1d(x, self.weight, self.bias)
 
 
 class Encoder(nn.Module):
@@ -242,7 +243,7 @@ class Encoder(nn.Module):
         m = x_mask[..., 0]
         # every position valid (one sequence, or equal lengths): masking would change nothing
         attn_mask = None if bool(mx.all(m > 0)) else (m[:, :, None] * m[:, None, :])[:, None]  # (B, 1, T, T)
-        if attn_mask is None and on_cpu():
+        if attn_mask is None and forms.is_cpu():
             return mx.array(self.forward_numpy(np.array(x, np.float32)))
         x = x * x_mask
         for attn, norm1, ffn, norm2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,

@@ -10,7 +10,7 @@ RVC's feature kinds: v1 = ``final_proj(hidden_states[9])`` (256-d), v2 = the las
 output (768-d). Input is the un-normalised 16 kHz waveform, as the reference pipeline feeds it.
 
 Every module computes in MLX (``__call__``) and in numpy (``forward_numpy``); the model takes the
-numpy path on the CPU (see ``NUMPY_ON_CPU``) and MLX elsewhere. Both are checked against the
+numpy path in the CPU form (:func:`use_numpy`, :mod:`mlx_rvc.forms`) and MLX otherwise. Both are checked against the
 reference fixtures and against each other.
 """
 
@@ -31,16 +31,11 @@ from mlx.utils import tree_flatten
 
 from ..checkpoint import InertObject
 from ..errors import ModelConfigError, UnknownModelError
-from .fast import gelu, layer_norm_numpy, on_cpu, softmax
+from .. import forms
+from ..forms.cpu import layer_norm_numpy
 from .layers import check_shapes, conv_weight_to_mlx, fold_all_weight_norms, load_strict
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
-# On the CPU the model runs in numpy (BLAS matmuls, SIMD elementwise loops), on other devices in
-# MLX. MLX's CPU backend runs elementwise kernels (GELU's erf, softmax's exp) on one thread,
-# several times slower than numpy's; and mixing MLX's BLAS with numpy's within a layer costs
-# more: numpy's OpenBLAS threads keep spinning after each call and halve the speed of the next
-# MLX matmul (measured 30 -> 60 ms). Tests set this to False to check the MLX path on the CPU.
-NUMPY_ON_CPU = True
 HEADS_PER_STEP = 4  # MLX path: attention heads evaluated together on long inputs (bounds the T×T buffers)
 # |score| below which the softmax's exp needs no max shift: e^±60 is a normal float32, and the
 # row sums and products with v are further capped by the key count and max |v| (see Attention)
@@ -373,26 +368,6 @@ def _frames(y: np.ndarray, kernel: int, stride: int, count: int) -> np.ndarray:
 
 
 
-def strided_conv1d(x: mx.array, weight: mx.array, bias: mx.array | None, stride: int) -> mx.array:
-    """Unpadded Conv1d with stride as matmuls. x: (B, T, Cin); weight: (Cout, K, Cin)."""
-    b, t, c = x.shape
-    cout, k, _ = weight.shape
-    t_out = (t - k) // stride + 1
-    if t_out <= 0:
-        raise ValueError(f"input of {t} frames is shorter than the kernel ({k})")
-    if k % stride == 0:  # each output frame covers k/stride whole blocks of `stride` frames
-        n = k // stride
-        blocks = x[:, : (t_out + n - 1) * stride].reshape(b, t_out + n - 1, stride * c)
-        frames = blocks if n == 1 else mx.concatenate([blocks[:, i: i + t_out] for i in range(n)], axis=-1)
-        w = weight.reshape(cout, k * c).T  # tap-major rows, as the frames
-        return frames @ w if bias is None else mx.addmm(bias, frames, w)
-    y = bias
-    for j in range(k):
-        xs = x[:, j: j + stride * (t_out - 1) + 1: stride]
-        y = xs @ weight[:, j, :].T if y is None else mx.addmm(y, xs, weight[:, j, :].T)
-    return y
-
-
 class ConvLayer(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool):
         super().__init__()
@@ -402,7 +377,9 @@ class ConvLayer(nn.Module):
         self.stride = stride
 
     def __call__(self, x: mx.array) -> mx.array:
-        return strided_conv1d(x, self.weight, self.bias if "bias" in self else None, self.stride)
+        if x.shape[1] < self.weight.shape[1]:
+            raise ValueError(f"input of {x.shape[1]} frames is shorter than the kernel ({self.weight.shape[1]})")
+        return forms.ops().strided_conv1d(x, self.weight, self.bias if "bias" in self else None, self.stride)
 
 
 class GroupNormPerChannel(nn.Module):
@@ -429,7 +406,7 @@ class FeatureExtractorLayer(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         """Layers 1…; layer 0 runs folded with its norm (see FeatureExtractor)."""
-        return gelu(self.conv(x))
+        return forms.ops().gelu(self.conv(x))
 
 
 class FeatureExtractor(nn.Module):
@@ -503,7 +480,8 @@ class FeatureExtractor(nn.Module):
     def _block_mlx(self, audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray) -> mx.array:
         k0, s0 = self._k[0], self._s[0]
         x = mx.array(audio[lo * s0: (hi - 1) * s0 + k0])[None, :, None]  # (1, N, 1)
-        h = gelu(strided_conv1d(x, mx.array(w0.T[:, :, None]), mx.array(b0), s0))
+        ops = forms.ops()
+        h = ops.gelu(ops.strided_conv1d(x, mx.array(w0.T[:, :, None]), mx.array(b0), s0))
         for layer in self.conv_layers[1:]:
             h = layer(h)
             mx.eval(h)
@@ -606,7 +584,7 @@ class PositionalConv(nn.Module):
         for j in range(k):
             part = xg[:, :, j: j + t_out] @ self.weight[j]  # (B, G, T_out, out_g)
             y = part if y is None else y + part
-        return gelu(y.transpose(0, 2, 1, 3).reshape(b, t_out, h) + self.bias)
+        return forms.ops().gelu(y.transpose(0, 2, 1, 3).reshape(b, t_out, h) + self.bias)
 
     def _spectrum(self, n: int) -> np.ndarray:
         """conj(rfft(kernel)) over taps, (n/2+1, G, in_g, out_g) complex64, computed once per weight."""
@@ -672,7 +650,7 @@ class Attention(nn.Module):
         step = max(1, HEADS_PER_STEP if t > 512 else self.n_heads)
         parts = []
         for i in range(0, self.n_heads, step):
-            p = softmax(q[:, i:i + step] @ k[:, i:i + step].transpose(0, 1, 3, 2)) @ v[:, i:i + step]
+            p = forms.ops().softmax(q[:, i:i + step] @ k[:, i:i + step].transpose(0, 1, 3, 2)) @ v[:, i:i + step]
             mx.eval(p)
             parts.append(p)
         o = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
@@ -721,7 +699,7 @@ class FeedForward(nn.Module):
         self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.output_dense(gelu(self.intermediate_dense(x)))
+        return self.output_dense(forms.ops().gelu(self.intermediate_dense(x)))
 
     def forward_numpy(self, x: np.ndarray) -> np.ndarray:
         dense = self.intermediate_dense
@@ -831,7 +809,11 @@ class HubertModel(nn.Module):
 
 
 def use_numpy() -> bool:
-    return NUMPY_ON_CPU and on_cpu()
+    """The CPU form runs the model in numpy: BLAS matmuls and SIMD element-wise loops, where MLX's
+    CPU backend runs GELU's erf and softmax's exp on one thread, and mixing MLX's BLAS with
+    numpy's within a layer halves the next MLX matmul's speed (numpy's OpenBLAS threads keep
+    spinning; measured 30 -> 60 ms)."""
+    return forms.is_cpu()
 
 
 def _receptive_length(cfg: HubertConfig) -> int:

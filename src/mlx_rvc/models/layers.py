@@ -1,13 +1,12 @@
 """Building blocks shared by the MLX models. Everything is channels-last: (B, T, C).
 
-Convolution weights use MLX's layout (out, kernel, in). MLX's CPU convolutions go through an
-im2col buffer (K times the input) and are slow for dilated (50-100x) and transposed kernels,
-so every convolution here is written as matrix products:
+Convolution weights use MLX's layout (out, kernel, in). The convolutions are computed by the
+active form (:mod:`mlx_rvc.forms`): shifted matrix products on the CPU, MLX's native kernels on a
+GPU. Two layouts are chosen so that both forms serve well:
 
-* a stride-1 convolution of any dilation is K accumulating GEMMs over shifted row blocks of
-  the padded input (:func:`conv1d`);
-* long kernels (K ≥ 7, where measured faster) can instead run by FFT overlap-save
-  (:class:`FFTConv1d`, :mod:`mlx_rvc.models.fftconv`), same parameters;
+* long kernels (K ≥ 7, where measured faster on the CPU) can run by FFT overlap-save
+  (:class:`FFTConv1d`, :mod:`mlx_rvc.models.fftconv`), same parameters; other forms convolve
+  directly;
 * a transposed convolution is a polyphase filter bank: one stride-1 convolution produces all
   ``stride`` output phases as extra channels, which a reshape interleaves (see
   :func:`polyphase_weight` for the weight layout, prepared once at import).
@@ -22,32 +21,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .. import forms
 from .fftconv import fft_conv1d, kernel_spectrum
 
 LRELU_SLOPE = 0.1  # leaky ReLU slope inside HiFi-GAN-style generators
-
-
-def conv1d(x: mx.array, weight: mx.array, bias: mx.array | None = None, *, dilation: int = 1,
-           padding: int = 0) -> mx.array:
-    """Stride-1 ``conv1d`` with any dilation and symmetric zero padding, as shifted matmuls.
-
-    x: (B, T, Cin); weight: (Cout, K, Cin); bias: (Cout,). Returns (B, T + 2·padding − dilation·(K−1), Cout).
-
-    Tap ``j`` multiplies the rows ``x[j·d : j·d + T_out]``, a contiguous block of the padded
-    input, so the convolution is K accumulating GEMMs (``addmm`` = BLAS with beta 1) and needs
-    no im2col buffer (K times the input) and no transposes. Measured here against MLX's own
-    CPU conv1d: 2–4x faster at 32–256 channels, and any dilation costs the same.
-    """
-    k = weight.shape[1]
-    if padding:
-        x = mx.pad(x, [(0, 0), (padding, padding), (0, 0)])
-    t_out = x.shape[1] - dilation * (k - 1)
-    y = bias
-    for j in range(k):
-        xs = x[:, j * dilation: j * dilation + t_out]
-        wj = weight[:, j, :].T  # (Cin, Cout)
-        y = xs @ wj if y is None else mx.addmm(y, xs, wj)
-    return y
 
 
 class Conv1d(nn.Module):
@@ -63,8 +40,8 @@ class Conv1d(nn.Module):
         self.padding = padding
 
     def __call__(self, x: mx.array) -> mx.array:
-        return conv1d(x, self.weight, self.bias if "bias" in self else None, dilation=self.dilation,
-                      padding=self.padding)
+        return forms.ops().conv1d(x, self.weight, self.bias if "bias" in self else None,
+                                  dilation=self.dilation, padding=self.padding)
 
 
 class FFTConv1d(Conv1d):
@@ -91,7 +68,7 @@ class FFTConv1d(Conv1d):
         return spec
 
     def __call__(self, x: mx.array) -> mx.array:
-        if not FFT_CONV or mx.default_device() != mx.cpu:
+        if not FFT_CONV or not forms.is_cpu():
             return super().__call__(x)
         return fft_conv1d(x, self.spectrum(), self.bias if "bias" in self else None,
                           kernel_size=self.weight.shape[1], dilation=self.dilation, padding=self.padding)
@@ -136,7 +113,7 @@ class ConvTranspose1d(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         b, t, _ = x.shape
         taps = self.weight.shape[1]
-        z = conv1d(x, self.weight, padding=taps - 1)  # (B, T+M−1, stride·out)
+        z = forms.ops().conv1d(x, self.weight, padding=taps - 1)  # (B, T+M−1, stride·out)
         z = z.reshape(b, -1, self.out_channels)  # phases interleaved: (B, (T+M−1)·stride, out)
         t_out = (t - 1) * self.stride - 2 * self.padding + self.kernel_size
         return z[:, self.padding:self.padding + t_out] + self.bias
@@ -181,7 +158,7 @@ class ChannelLayerNorm(nn.Module):
 
 
 def leaky_relu(x: mx.array, slope: float) -> mx.array:
-    return mx.maximum(x, slope * x)
+    return forms.ops().leaky_relu(x, slope)
 
 
 def fold_weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -286,6 +263,6 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
 
 __all__ = [
     "LRELU_SLOPE", "Conv1d", "FFTConv1d", "ConvTranspose1d", "StridedConv1dMono", "ChannelLayerNorm",
-    "conv1d", "polyphase_weight", "fold_weight_norm", "fold_all_weight_norms",
+    "polyphase_weight", "fold_weight_norm", "fold_all_weight_norms",
     "conv_weight_to_mlx", "leaky_relu", "buffer_cache", "sequence_mask", "get_padding", "check_shapes", "load_strict",
 ]

@@ -20,6 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .. import forms
 from ..backend import mlx_blas_threads, shared_malloc_arena
 from .fftconv import fft_size
 from .layers import (
@@ -37,6 +38,15 @@ SINE_AMP = 0.1  # amplitude of the sine excitation
 NOISE_STD = 0.003  # std of the noise added on voiced samples; unvoiced get SINE_AMP / 3
 FINAL_LRELU_SLOPE = 0.01  # the reference's last leaky ReLU uses torch's default slope
 DECODE_WORKERS = 2  # decoder pieces evaluated at once on the CPU, one thread (and MLX stream) each
+# CPU form's piece length: 1 s keeps its largest activation (32 channels x 48k samples at 48 kHz)
+# near 6 MB and a piece's working set near 0.1 GB, flat in the audio length; with every stage
+# cropped to its reach (Generator.stage_margins) only the first stage recomputes context.
+# Measured on 10 s of a v2 48k decoder: 2 s pieces 7.2 s, 1 s pieces 6.8 s one at a time, and
+# two at a time (DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
+CPU_PIECE_FRAMES = 100
+# GPU form: activations a stage keeps alive at once, in units of its output (the input, a
+# residual branch, two convolution outputs, the sum of branches and the next stage's input)
+GPU_LIVE_COPIES = 8
 DECODE_BUFFER_CACHE = 64 << 20  # bytes of freed MLX buffers kept for reuse while decoding (see buffer_cache);
 # 256 MiB measured no faster on a 30 s conversion and 0.2 GB more at its peak
 
@@ -60,7 +70,7 @@ def decode_workers(pieces: int) -> int:
     cores busy: measured on 10 s of a v2 48 kHz decoder in 1 s pieces, 6.8 s one at a time,
     5.5 s two at a time. Each worker holds one piece's activations (~0.1 GB at 1 s).
     """
-    if mx.default_device() != mx.cpu:
+    if not forms.is_cpu():
         return 1
     return max(1, min(DECODE_WORKERS, os.cpu_count() or 1, pieces))
 
@@ -270,6 +280,24 @@ class Generator(nn.Module):
             reach += res_reach / rate
         reach += 3 / rate  # conv_post
         return int(np.ceil(reach))
+
+    def piece_frames(self) -> int | None:
+        """Latent frames per decoder piece for the active form; ``None``: one pass.
+
+        CPU: :data:`CPU_PIECE_FRAMES` (cache-sized pieces on two threads). GPU: as many frames as
+        fit the device's memory budget (:func:`mlx_rvc.forms.gpu.memory_budget`), counting
+        :data:`GPU_LIVE_COPIES` float32 activations of the widest stage per frame — one pass for
+        any chunk the pipeline makes on a large GPU.
+        """
+        if forms.is_cpu():
+            return CPU_PIECE_FRAMES
+        cfg = self.cfg
+        rate, widest = 1, cfg.upsample_initial_channel
+        for i, u in enumerate(cfg.upsample_rates):
+            rate *= u
+            widest = max(widest, rate * (cfg.upsample_initial_channel // 2 ** (i + 1)))
+        frames = forms.gpu.memory_budget() // (widest * 4 * GPU_LIVE_COPIES)
+        return max(int(frames), 2 * self.receptive_radius_frames())
 
     def stage_margins(self) -> list[int]:
         """Samples of context each upsampling stage must pass on, after its residual blocks.

@@ -29,6 +29,7 @@ from mlx.utils import tree_flatten
 
 from ..dsp.f0 import salience_to_f0
 from ..dsp.mel import N_MELS, log_mel
+from .. import forms
 from ..errors import ModelConfigError, UnknownModelError
 from .layers import check_shapes, load_strict
 
@@ -149,36 +150,11 @@ def convert_checkpoint(obj: Any, *, name: str = "rmvpe") -> tuple[dict[str, Any]
 # ----------------------------------------------------------------------------- modules
 
 
-# Measured for 30 s (2-core x86, MLX 0.32): MLX's conv2d is memory-bound below 256 channels, where
-# the row-shift GEMM form below is up to 2.5x faster; at 512 channels conv2d wins.
-ROWS_CONV_MAX_CHANNELS = 256
-# When MLX computes on the CPU, the U-Net (see NumpyUnet) and the GRU recurrence run in numpy
-# (float32 GEMMs through OpenBLAS): MLX's strided copy that stacks the column shifts is slow, its
-# fresh buffers page-fault, and a GRU step is a dozen ~10 µs MLX dispatches.
-# Tests switch this off to check the MLX path (the one other devices use) on the CPU.
-NUMPY_ON_CPU = True
-
-
 def numpy_kernels() -> bool:
-    return NUMPY_ON_CPU and mx.default_device() == mx.cpu
-
-
-def conv3x3_rows(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
-    """3x3 'same' conv as three GEMMs: the three column shifts are stacked on channels once,
-    after which each row shift is a contiguous block of the flattened image.
-
-    x: (B, H, W, C); weight: (O, 3, 3, C).
-    """
-    b, h, w, c = x.shape
-    xp = mx.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
-    cols = mx.concatenate([xp[:, :, dx: dx + w] for dx in range(3)], axis=-1)  # (B, H+2, W, 3C)
-    flat = cols.reshape(b, (h + 2) * w, 3 * c)
-    y = bias
-    for dy in range(3):
-        wj = weight[:, dy].reshape(weight.shape[0], 3 * c).T  # (3C, O), dx-major like the stack
-        rows = flat[:, dy * w: dy * w + h * w]
-        y = rows @ wj if y is None else mx.addmm(y, rows, wj)
-    return y.reshape(b, h, w, -1)
+    """The CPU form runs the U-Net (see NumpyUnet) and the GRU recurrence in numpy (float32 GEMMs
+    through OpenBLAS): MLX's strided copy that stacks the column shifts is slow on the CPU, its
+    fresh buffers page-fault, and a GRU step is a dozen ~10 µs MLX dispatches."""
+    return forms.is_cpu()
 
 
 class Conv(nn.Module):
@@ -188,16 +164,9 @@ class Conv(nn.Module):
         super().__init__()
         self.weight = mx.zeros((c_out, k, k, c_in))
         self.bias = mx.zeros((c_out,))
-        self.pad = k // 2
 
     def __call__(self, x: mx.array) -> mx.array:
-        k = self.weight.shape[1]
-        if k == 1:  # one 2-D GEMM (a 4-D operand would run as B·H small batched GEMMs)
-            y = mx.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight[:, 0, 0, :].T)
-            return y.reshape(*x.shape[:-1], -1)
-        if k == 3 and x.shape[-1] <= ROWS_CONV_MAX_CHANNELS:
-            return conv3x3_rows(x, self.weight, self.bias)
-        return mx.conv2d(x, self.weight, padding=self.pad) + self.bias
+        return forms.ops().conv2d(x, self.weight, self.bias)
 
 
 class _NoParams(nn.Module):
@@ -274,32 +243,7 @@ class UpConv(nn.Module):
         self.bias = mx.zeros((c_out,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        """Polyphase: output pixel (2i+a, 2j+b) sums taps of input (i+dy, j+dx) only.
-
-        Along one axis, with padding 1: even outputs take tap 1 at offset 0; odd outputs take tap 2
-        at offset 0 and tap 0 at offset +1 (zero past the edge). MLX's own transposed
-        convolution runs ~50x slower on the CPU.
-        """
-        b, h, w, c = x.shape
-        wp = w + 1
-        # the +1 neighbours past the edge are 0; one more zero row keeps the last block in bounds
-        flat = mx.pad(x, [(0, 0), (0, 2), (0, 1), (0, 0)]).reshape(b, (h + 2) * wp, c)
-        taps = {0: [(1, 0)], 1: [(2, 0), (0, 1)]}  # phase -> [(kernel tap, input offset)]
-        phases = []
-        for a in (0, 1):
-            row = []
-            for cc in (0, 1):
-                y = self.bias
-                for ky, dy in taps[a]:
-                    for kx, dx in taps[cc]:
-                        # offset (dy, dx) is a contiguous block of rows of the flattened image (one
-                        # 2-D GEMM; a 4-D strided slice would run as H small batched GEMMs)
-                        start = dy * wp + dx
-                        y = mx.addmm(y, flat[:, start: start + h * wp], self.weight[:, ky, kx, :].T)
-                row.append(y.reshape(b, h, wp, -1)[:, :, :w])
-            phases.append(mx.stack(row, axis=3))  # (B, H, W, 2, C)
-        out = mx.stack(phases, axis=2)  # (B, H, 2, W, 2, C)
-        return nn.relu(out.reshape(b, 2 * h, 2 * w, -1))
+        return nn.relu(forms.ops().conv_transpose2d_x2(x, self.weight, self.bias))
 
 
 class DecoderBlock(nn.Module):

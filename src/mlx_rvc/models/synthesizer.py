@@ -34,16 +34,12 @@ from .layers import (
     polyphase_weight,
     sequence_mask,
 )
+from .. import forms
 from .nsf import Generator, GeneratorConfig, sine_excitation
 
 FRAME_RATE = 100  # latent frames per second (10 ms hop)
 Z_P_NOISE_SCALE = 0.66666  # the reference's sampling temperature for z_p
-# Decoder piece length: 1 s keeps its largest activation (32 channels x 48k samples at 48 kHz)
-# near 6 MB and a piece's working set near 0.1 GB, flat in the audio length; with every stage
-# cropped to its reach (Generator.stage_margins) only the first stage recomputes context.
-# Measured on 10 s of a v2 48k decoder: 2 s pieces 7.2 s, 1 s pieces 6.8 s one at a time, and
-# two at a time (nsf.DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
-DECODE_CHUNK_FRAMES = 100
+DECODE_AUTO = "auto"  # decode in the pieces the active form chooses (Generator.piece_frames)
 FLOW_KERNEL = 5  # residual-coupling WaveNet kernel, fixed by the reference's model classes
 FLOW_LAYERS = 3  # WaveNet layers per coupling
 FLOW_COUPLINGS = 4  # couplings, each followed by a channel flip
@@ -276,7 +272,7 @@ class WN(nn.Module):
             a = in_layer(x)
             if g_all is not None:
                 a = a + g_all[..., 2 * h * i: 2 * h * (i + 1)]
-            acts = mx.tanh(a[..., :h]) * mx.sigmoid(a[..., h:])
+            acts = forms.ops().gated_tanh(a, h)
             rs = res_skip(acts)
             if i < self.n_layers - 1:
                 x = (x + rs[..., :h]) * x_mask
@@ -353,7 +349,7 @@ class Synthesizer(nn.Module):
 
     def infer(self, phone: mx.array, lengths: mx.array, sid: mx.array, *, pitch: mx.array | None = None,
               pitchf: np.ndarray | None = None, noise: SynthNoise | None = None, seed: int = 0,
-              trace: dict | None = None, decode_chunk_frames: int | None = DECODE_CHUNK_FRAMES,
+              trace: dict | None = None, decode_chunk_frames: int | str | None = DECODE_AUTO,
               keep_frames: tuple[int, int] | None = None) -> mx.array:
         """Synthesise audio.
 
@@ -366,7 +362,8 @@ class Synthesizer(nn.Module):
             noise: injected random draws; missing ones are drawn from ``seed``.
             trace: if given, filled with intermediates under the reference fixtures' names.
             decode_chunk_frames: decode this many frames at a time (exact: each piece gets its
-                receptive field of context); ``None`` decodes in one pass.
+                receptive field of context); ``None`` decodes in one pass; ``"auto"`` lets the
+                active form choose (:meth:`Generator.piece_frames`).
             keep_frames: ``(a, b)``: decode only the audio of frames a..b (the rest is context
                 the caller would cut off; the text encoder and flow still see every frame).
 
@@ -399,6 +396,8 @@ class Synthesizer(nn.Module):
             trace.update(g=g, m_p=m_p, logs_p=logs_p, x_mask=x_mask, z_p=z_p, z=z, dec_input=z * x_mask)
             if sine is not None:
                 trace["sine_waves"] = sine
+        if decode_chunk_frames == DECODE_AUTO:
+            decode_chunk_frames = self.dec.piece_frames()
         return self.dec(z * x_mask, g, sine, trace, chunk_frames=decode_chunk_frames, keep=keep_frames)
 
 

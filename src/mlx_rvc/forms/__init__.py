@@ -1,0 +1,83 @@
+"""Forms: how a device computes the models fast, kept apart from what the models compute.
+
+A model module (``mlx_rvc.models``) states the network in the reference's structure with plain
+MLX operations. A *form* is a set of implementations of the same operations tuned for one kind
+of device, chosen once per process from MLX's default device:
+
+* ``cpu``: convolutions as shifted matrix products or FFT overlap-save, numpy kernels where
+  MLX's CPU backend is single-threaded (HuBERT, RMVPE's U-Net and GRU, the text encoder's
+  attention), decoding in pieces on two threads (:mod:`mlx_rvc.forms.cpu`).
+* ``gpu``: MLX's native (cuDNN / Metal) convolutions, compiled element-wise chains, decoding in
+  one pass or in pieces sized from the device's memory, no host round trips inside a model
+  (:mod:`mlx_rvc.forms.gpu`). The same code serves CUDA and Metal.
+
+``MLX_RVC_FORM=cpu|gpu`` (or :func:`force`) overrides the choice; the tests run every form on
+whatever device the machine has, so the GPU form is checked on MLX's CPU device too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..backend import mx
+from ..errors import MlxRvcError
+
+FORMS = ("cpu", "gpu")
+
+
+class FormError(MlxRvcError, ValueError):
+    """An unknown form name."""
+
+
+def _check(name: str) -> str:
+    name = name.strip().lower()
+    if name not in FORMS:
+        raise FormError(f"unknown form {name!r}: choose one of {', '.join(FORMS)}")
+    return name
+
+
+_forced: str | None = _check(os.environ["MLX_RVC_FORM"]) if os.environ.get("MLX_RVC_FORM", "").strip() else None
+
+
+def device_form() -> str:
+    """The form that suits MLX's default device: ``cpu`` on the CPU, ``gpu`` on a GPU."""
+    return "cpu" if mx.default_device() == mx.cpu else "gpu"
+
+
+def active() -> str:
+    """The form in use: the forced one (``MLX_RVC_FORM``, :func:`force`, :func:`use`), else the device's."""
+    return _forced or device_form()
+
+
+def is_cpu() -> bool:
+    return active() == "cpu"
+
+
+def force(name: str | None) -> None:
+    """Use form ``name`` from now on (``None``: the device's again)."""
+    global _forced
+    _forced = None if name is None else _check(name)
+
+
+@contextmanager
+def use(name: str) -> Iterator[None]:
+    """Run the block with form ``name`` (tests; benchmarks comparing forms)."""
+    global _forced
+    old = _forced
+    _forced = _check(name)
+    try:
+        yield
+    finally:
+        _forced = old
+
+
+def ops():
+    """The active form's operations module (:mod:`.cpu` or :mod:`.gpu`; same functions in both)."""
+    return cpu if is_cpu() else gpu
+
+
+from . import cpu, gpu  # noqa: E402  (after the selection functions they may use)
+
+__all__ = ["FORMS", "FormError", "active", "device_form", "force", "is_cpu", "ops", "use"]
