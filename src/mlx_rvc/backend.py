@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .errors import MlxRvcError
+
 logger = logging.getLogger(__name__)
 
 
@@ -155,13 +157,82 @@ def _activate() -> BlasInfo:
     )
 
 
+PRECISIONS = ("float32", "tf32")  # float32 matmuls in full precision, or TF32 where a GPU offers it
+_PRECISION_NOTE = {
+    "float32": "full float32 matmuls and convolutions",
+    "tf32": "TF32 matmuls and convolutions on GPUs that have them (~1e-3 relative error per product)",
+}
+
+
+class PrecisionError(MlxRvcError, ValueError):
+    """An unknown precision, or one asked for after MLX fixed it for the process."""
+
+
+def _initial_precision() -> tuple[str, str]:
+    """(precision, why) for this process, setting ``MLX_ENABLE_TF32`` before MLX reads it.
+
+    MLX computes float32 matrix products (and convolutions, attention) in TF32 on CUDA GPUs and
+    on Apple's M5 unless ``MLX_ENABLE_TF32=0``, which it reads once per process: about 5·10⁻⁴
+    relative error per stage, enough to flip RMVPE's voicing decisions. mlx-rvc therefore asks
+    for full float32 unless ``MLX_RVC_PRECISION=tf32`` says otherwise; an explicit
+    ``MLX_ENABLE_TF32`` in the environment (without ``MLX_RVC_PRECISION``) is kept.
+    """
+    requested = os.environ.get("MLX_RVC_PRECISION", "").strip().lower()
+    if requested and requested not in PRECISIONS:
+        logger.warning("MLX_RVC_PRECISION=%s is not one of %s; using float32", requested, ", ".join(PRECISIONS))
+        requested = "float32"
+    if requested:
+        os.environ["MLX_ENABLE_TF32"] = "1" if requested == "tf32" else "0"
+        return requested, f"MLX_RVC_PRECISION={requested}"
+    inherited = os.environ.get("MLX_ENABLE_TF32")
+    if inherited is not None:
+        on = inherited.strip() not in ("", "0")
+        return ("tf32" if on else "float32"), f"MLX_ENABLE_TF32={inherited} (set by the environment)"
+    os.environ["MLX_ENABLE_TF32"] = "0"
+    return "float32", "default"
+
+
+PRECISION, _PRECISION_WHY = _initial_precision()
+_precision_fixed = False  # True once a conversion ran: MLX has read its setting by then
+
+
+def set_precision(name: str) -> str:
+    """Choose the process's matmul precision (``float32`` or ``tf32``) before any model runs.
+
+    MLX reads its TF32 switch once per process, at its first matrix product, so a different
+    precision can be chosen only before the first conversion; afterwards asking for another one
+    raises :class:`PrecisionError` (asking for the current one is always fine).
+    """
+    global PRECISION, _PRECISION_WHY
+    name = str(name).strip().lower()
+    if name not in PRECISIONS:
+        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == PRECISION:
+        return name
+    if _precision_fixed:
+        raise PrecisionError(
+            f"precision {name} was asked for after MLX fixed {PRECISION} for this process: choose it "
+            f"before the first conversion (MLX_RVC_PRECISION={name}, or mlx-rvc --precision {name})")
+    os.environ["MLX_ENABLE_TF32"] = "1" if name == "tf32" else "0"
+    PRECISION, _PRECISION_WHY = name, "set_precision"
+    return name
+
+
+def fix_precision() -> str:
+    """Mark the precision as fixed (called as models start running); returns it."""
+    global _precision_fixed
+    _precision_fixed = True
+    return PRECISION
+
+
 BLAS: BlasInfo = _activate()
 if not BLAS.fast and platform.system() == "Linux":
     logger.warning("slow BLAS: %s", BLAS.note)
 
 import mlx.core as mx  # noqa: E402  (must follow the BLAS activation above)
 
-__all__ = ["BLAS", "BlasInfo", "mx", "describe", "mlx_blas_threads", "shared_malloc_arena"]
+__all__ = ["BLAS", "PRECISION", "PRECISIONS", "BlasInfo", "PrecisionError", "mx", "describe", "fix_precision",
+           "mlx_blas_threads", "set_precision", "shared_malloc_arena"]
 
 # (getter, setter) of the thread count of the BLAS serving MLX, by library
 _THREAD_CONTROL: dict[str, tuple[str, str]] = {
@@ -235,6 +306,23 @@ def shared_malloc_arena() -> None:
     _ARENAS_SHARED = True
 
 
+def _device_info() -> dict:
+    try:
+        return dict(mx.device_info())
+    except (AttributeError, RuntimeError):
+        return {}
+
+
+def _gib(n) -> str:
+    return f"{int(n) / 2**30:.1f} GiB" if n else "-"
+
+
+def _form() -> str:
+    from . import forms
+
+    return forms.active() + (" (forced)" if forms.active() != forms.device_form() else "")
+
+
 def describe() -> dict[str, str]:
     """Versions, device and BLAS, for ``mlx-rvc info`` and benchmark reports."""
     import numpy as np
@@ -251,6 +339,10 @@ def describe() -> dict[str, str]:
         "mlx": mlx_version,
         "numpy": np.__version__,
         "device": str(mx.default_device()),
+        "device_name": str(_device_info().get("device_name", "-")),
+        "device_memory": _gib(_device_info().get("memory_size")),
+        "form": _form(),
+        "precision": f"{PRECISION} ({_PRECISION_WHY}: {_PRECISION_NOTE[PRECISION]})",
         "metal": str(mx.metal.is_available()) if hasattr(mx, "metal") else "False",
         "blas": BLAS.name,
         "blas_path": BLAS.path or "-",

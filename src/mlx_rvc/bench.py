@@ -111,6 +111,16 @@ def bench_synth(*, version: str = "v2", sample_rate: int = 48000, f0: bool = Tru
     )
 
 
+def system_line() -> str:
+    """Device, form, precision and BLAS in one line, for the head of a human-readable report."""
+    from .backend import describe
+
+    d = describe()
+    memory = f", {d['device_memory']}" if d["device_memory"] != "-" else ""
+    return (f"device {d['device']} ({d['device_name']}{memory}), form {d['form']}, "
+            f"precision {d['precision'].split(' ')[0]}, BLAS {d['blas']}, mlx {d['mlx']}")
+
+
 def to_json(results: list[BenchResult]) -> str:
     from .backend import describe
 
@@ -246,4 +256,63 @@ def bench_pipeline(lengths: list[float], *, voice=None, encoder=None, pitch_mode
     finally:
         if tmp is not None:
             tmp.cleanup()
+    return results
+
+
+# ----------------------------------------------------------------------------- precision modes
+
+def _precision_worker(spec: dict) -> dict:
+    """One precision in a fresh process (MLX reads its TF32 switch once): warm time and the audio."""
+    from pathlib import Path
+
+    from .options import ConversionOptions
+    from .pipeline import VoiceConverter
+
+    audio = speech_like(spec["seconds"])
+    conv = VoiceConverter(spec["voice"], encoder=spec["encoder"], pitch_model=spec["pitch_model"], keep_models=True)
+    options = ConversionOptions(precision=spec["precision"])
+    conv.convert(audio, 16000, options)  # warm-up
+    times, result = [], None
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        result = conv.convert(audio, 16000, options)
+        times.append(time.perf_counter() - t0)
+    np.save(Path(spec["out"]), result.audio)
+    return {"times": times, "stages": result.timings}
+
+
+def bench_precision(*, seconds: float = 30.0, repeats: int = 2) -> list[BenchResult]:
+    """The whole conversion in each precision (``float32``, ``tf32``), each in a fresh process, on
+    full-size untrained models: time, and the audio's distance from the float32 conversion
+    (spectrogram and waveform correlation, SNR) — what a faster precision costs in parity.
+    On a CPU both precisions compute the same thing (TF32 is a GPU mode)."""
+    import tempfile
+    from pathlib import Path
+
+    from .backend import PRECISIONS
+    from .metrics import audio_diff
+
+    results: list[BenchResult] = []
+    with tempfile.TemporaryDirectory(prefix="mlx-rvc-bench-") as tmp:
+        (Path(tmp) / "models").mkdir()
+        models = build_random_library(Path(tmp) / "models")
+        audio = {}
+        for precision in PRECISIONS:
+            out = Path(tmp) / f"{precision}.npy"
+            spec = {**models, "seconds": seconds, "repeats": repeats, "precision": precision, "out": str(out)}
+            env = {**os.environ, "MLX_RVC_PRECISION": precision}
+            code = ("import json,sys,mlx_rvc.bench as b;"
+                    "print('RESULT'+json.dumps(b._precision_worker(json.loads(sys.argv[1]))))")
+            run = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, env=env)
+            line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT")), None)
+            if run.returncode != 0 or line is None:
+                err = run.stderr.strip().splitlines()
+                raise RuntimeError(f"benchmark of precision {precision} failed: {err[-1] if err else run.returncode}")
+            r = json.loads(line[len("RESULT"):])
+            audio[precision] = np.load(out)
+            diff = audio_diff(audio[precision], audio[PRECISIONS[0]])
+            results.append(BenchResult(
+                f"pipeline {seconds:g} s, precision {precision}", r["times"], seconds,
+                extra={"stages": r["stages"], "spec_corr_vs_float32": diff.spec_corr,
+                       "wave_corr_vs_float32": diff.wave_corr, "snr_db_vs_float32": diff.snr_db}))
     return results

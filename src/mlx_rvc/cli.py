@@ -25,6 +25,26 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+@app.callback()
+def _settings(
+    precision: Optional[str] = typer.Option(None, "--precision", help="float32 (default) or tf32: precision of "
+                                            "matrix products on GPUs that offer TF32 (MLX_RVC_PRECISION)"),
+    form: Optional[str] = typer.Option(None, "--form", help="cpu or gpu: how models are computed (default: what "
+                                       "suits MLX's device; MLX_RVC_FORM)"),
+) -> None:
+    """Process-wide settings, given before the command."""
+    from . import forms
+    from .backend import set_precision
+
+    try:
+        if precision is not None:
+            set_precision(precision)
+        if form is not None:
+            forms.force(form)
+    except MlxRvcError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def info() -> None:
     """Show versions, the compute device and which BLAS serves MLX's CPU matmuls."""
@@ -299,7 +319,8 @@ def remove(
 
 @app.command()
 def bench(
-    target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only) or blas"),
+    target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only), "
+                                 "precision (each precision's speed and distance from float32) or blas"),
     seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run (synth)"),
     lengths: str = typer.Option("5,30", "--lengths", help="pipeline: comma-separated seconds, e.g. 5,30,600"),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="pipeline: a voice (default: full-size untrained models)"),
@@ -330,6 +351,13 @@ def bench(
                                        f0_method=f0_method, repeats=repeats, audio=audio)
         except (RuntimeError, MlxRvcError, ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
+    elif target == "precision":
+        if seconds <= 0 or repeats < 1:
+            _fail("--seconds must be > 0 and --repeats ≥ 1")
+        try:
+            results = b.bench_precision(seconds=seconds, repeats=repeats)
+        except RuntimeError as exc:
+            _fail(str(exc))
     elif target == "synth":
         if seconds <= 0 or repeats < 1:
             _fail("--seconds must be > 0 and --repeats ≥ 1")
@@ -339,16 +367,18 @@ def bench(
         except ValueError as exc:
             _fail(str(exc))
     else:
-        _fail(f"unknown benchmark {target!r} (pipeline, synth or blas)")
+        _fail(f"unknown benchmark {target!r} (pipeline, synth, precision or blas)")
     if as_json:
         print(b.to_json(results))
         return
+    console.print(b.system_line(), highlight=False)
     for r in results:
         line = f"{r.name}: best {r.best:.3f} s of {len(r.seconds)}"
         if r.realtime_factor is not None:
             line += f", {r.realtime_factor:.3f} s per second of audio"
         if r.peak_mlx_bytes:
-            line += f", MLX peak {r.peak_mlx_bytes / 2**30:.2f} GiB, process peak {r.peak_rss_bytes / 2**30:.2f} GiB"
+            line += (f", MLX peak {r.peak_mlx_bytes / 2**30:.2f} GiB (device memory on a GPU), "
+                     f"process peak {r.peak_rss_bytes / 2**30:.2f} GiB")
         console.print(line)
         for k, v in r.extra.items():
             if isinstance(v, dict):

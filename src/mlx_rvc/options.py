@@ -11,6 +11,7 @@ from .dsp.chunks import ChunkConfig
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3")
 BIT_DEPTHS = (16, 24, 32)  # 32 = float (wav/flac accept 16/24; flac has no float)
 UNVOICED_MODES = ("interpolate", "keep")
+PRECISIONS = ("float32", "tf32")  # as mlx_rvc.backend.PRECISIONS (options import no MLX)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ConversionOptions:
     output_format: str = "wav"  # container of written files
     bit_depth: int = 16  # 16 or 24 bit PCM, or 32 = float (where the format allows)
     chunking: ChunkConfig = field(default_factory=ChunkConfig)  # where long inputs are cut
+    precision: str | None = None  # "float32" or "tf32" (GPU matmuls); None = the process's (MLX_RVC_PRECISION, default float32)
 
     def __post_init__(self) -> None:
         def check(ok: bool, message: str) -> None:
@@ -52,6 +54,7 @@ class ConversionOptions:
         check(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         check(self.bit_depth in BIT_DEPTHS, f"bit_depth must be one of {BIT_DEPTHS}, got {self.bit_depth!r}")
         check(not (self.output_format in ("flac",) and self.bit_depth == 32), "flac has no 32-bit float samples; use 16 or 24")
+        check(self.precision in (None, *PRECISIONS), f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.index_path is not None and not isinstance(self.index_path, Path):
             object.__setattr__(self, "index_path", Path(self.index_path))
         if self.f0_file is not None and not isinstance(self.f0_file, Path):

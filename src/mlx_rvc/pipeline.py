@@ -305,6 +305,11 @@ class VoiceConverter:
     def _analyse(self, x16: np.ndarray, options: ConversionOptions, report: Progress, trace: dict | None, *,
                  start: float) -> _Plan:
         """High-pass, reflect pad, pitch on the padded whole, chunk plan."""
+        from .backend import fix_precision, set_precision
+
+        if options.precision is not None:
+            set_precision(options.precision)
+        fix_precision()
         cfg = self.voice.cfg
         if options.speaker >= cfg.spk_embed_dim:
             raise ValueError(f"speaker {options.speaker} out of range: the voice has {cfg.spk_embed_dim}")

@@ -56,9 +56,13 @@ def is_cpu() -> bool:
 
 
 def force(name: str | None) -> None:
-    """Use form ``name`` from now on (``None``: the device's again)."""
+    """Use form ``name`` from now on, in this process and the ones it starts (``None``: the device's)."""
     global _forced
     _forced = None if name is None else _check(name)
+    if _forced is None:
+        os.environ.pop("MLX_RVC_FORM", None)
+    else:
+        os.environ["MLX_RVC_FORM"] = _forced
 
 
 @contextmanager

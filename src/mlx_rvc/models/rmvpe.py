@@ -310,6 +310,18 @@ class BiGRU(nn.Module):
         return self.gru(x)
 
 
+@mx.compile
+def _gru_step(state: mx.array, gx: mx.array, w_hh_t: mx.array, b_hh: mx.array) -> mx.array:
+    """One GRU step of both directions (torch's gate order r, z, n): the state product, then the
+    gates and the new state as one fused kernel. state (2, B, 1, h); gx (2, B, 1, 3h) = x·W_ih + b_ih."""
+    h = state.shape[-1]
+    gh = state @ w_hh_t + b_hh  # (2, B, 1, 3h)
+    r = mx.sigmoid(gx[..., :h] + gh[..., :h])
+    z = mx.sigmoid(gx[..., h: 2 * h] + gh[..., h: 2 * h])
+    n = mx.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
+    return (1 - z) * n + z * state
+
+
 class _GruParams(nn.Module):
     def __init__(self, n_in: int, hidden: int, n_layers: int):
         super().__init__()
@@ -338,18 +350,14 @@ class _GruParams(nn.Module):
             w_ih_t = w_ih.transpose(0, 2, 1)[:, None]  # (2, 1, n_in, 3h)
             w_hh_t = w_hh.transpose(0, 2, 1)[:, None]  # (2, 1, h, 3h)
             state = mx.zeros((2, b, 1, h))
+            b_hh_b = b_hh[:, None, None]  # (2, 1, 1, 3h)
             outs = []
             for s0 in range(0, t, GRU_BLOCK_STEPS):  # input projections a block of steps at a time
                 gi = seqs[:, :, s0: s0 + GRU_BLOCK_STEPS] @ w_ih_t + b_ih[:, None, None]  # (2, B, n, 3h)
                 mx.eval(gi)
                 block = []
                 for step in range(gi.shape[2]):
-                    gh = state @ w_hh_t + b_hh[:, None, None]  # (2, B, 1, 3h)
-                    gx = gi[:, :, step: step + 1]
-                    r = mx.sigmoid(gx[..., :h] + gh[..., :h])
-                    z = mx.sigmoid(gx[..., h: 2 * h] + gh[..., h: 2 * h])
-                    n = mx.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
-                    state = (1 - z) * n + z * state
+                    state = _gru_step(state, gi[:, :, step: step + 1], w_hh_t, b_hh_b)
                     block.append(state)
                     if step % 256 == 255:
                         mx.eval(state)  # keep the lazy graph short
