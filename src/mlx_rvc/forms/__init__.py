@@ -11,8 +11,10 @@ of device, chosen once per process from MLX's default device:
   one pass or in pieces sized from the device's memory, no host round trips inside a model
   (:mod:`mlx_rvc.forms.gpu`). The same code serves CUDA and Metal.
 
-``MLX_RVC_FORM=cpu|gpu`` (or :func:`force`) overrides the choice; the tests run every form on
-whatever device the machine has, so the GPU form is checked on MLX's CPU device too.
+``MLX_RVC_FORM=cpu|gpu`` (or :func:`force`) overrides the choice. The CPU form always computes on
+MLX's CPU device (forcing it on a GPU machine moves the work there); the GPU form computes on
+MLX's default device, which is the CPU where no GPU exists. The tests run every form, so the
+GPU form is checked on MLX's CPU device too.
 """
 
 from __future__ import annotations
@@ -38,7 +40,18 @@ def _check(name: str) -> str:
     return name
 
 
+def _place(name: str):
+    """Make MLX's CPU the default device for the CPU form; returns the device it replaced, if any."""
+    if name == "cpu" and mx.default_device() != mx.cpu:
+        old = mx.default_device()
+        mx.set_default_device(mx.cpu)
+        return old
+    return None
+
+
 _forced: str | None = _check(os.environ["MLX_RVC_FORM"]) if os.environ.get("MLX_RVC_FORM", "").strip() else None
+if _forced is not None:
+    _place(_forced)
 
 
 def device_form() -> str:
@@ -59,6 +72,8 @@ def force(name: str | None) -> None:
     """Use form ``name`` from now on, in this process and the ones it starts (``None``: the device's)."""
     global _forced
     _forced = None if name is None else _check(name)
+    if _forced is not None:
+        _place(_forced)
     if _forced is None:
         os.environ.pop("MLX_RVC_FORM", None)
     else:
@@ -71,10 +86,13 @@ def use(name: str) -> Iterator[None]:
     global _forced
     old = _forced
     _forced = _check(name)
+    device = _place(_forced)
     try:
         yield
     finally:
         _forced = old
+        if device is not None:
+            mx.set_default_device(device)
 
 
 def ops():
