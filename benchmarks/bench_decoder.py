@@ -34,8 +34,8 @@ import mlx_rvc  # noqa: F401  (installs the fast BLAS before MLX loads)
 import mlx.core as mx
 from mlx_rvc.models import layers, nsf
 from mlx_rvc.models import synthesizer as synth
-from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
 from mlx_rvc.forms.cpu import conv1d
+from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
 from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, leaky_relu
 from mlx_rvc.models.nsf import FINAL_LRELU_SLOPE, Generator, sine_excitation
 

@@ -36,11 +36,13 @@ json() {  # json FILE LIMIT COMMAND...: the command's stdout to FILE, stderr to 
 }
 
 section info 60 $PY -m mlx_rvc info
+section device_info 30 $PY -c "import mlx_rvc, mlx.core as mx; print(mx.device_info())"
 section nvidia-smi 10 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-json parity_float32.json 120 $PY -m mlx_rvc parity --json tests/fixtures/*.npz
-json parity_tf32.json 120 env MLX_RVC_PRECISION=tf32 $PY -m mlx_rvc parity --json tests/fixtures/*.npz
+fixtures=$($PY -c "import json; print(' '.join('tests/fixtures/' + f for f in json.load(open('tests/fixtures/fixtures.json'))['fixtures']))")
+json parity_float32.json 120 $PY -m mlx_rvc parity --json $fixtures
+json parity_tf32.json 120 env MLX_RVC_PRECISION=tf32 $PY -m mlx_rvc parity --json $fixtures
 json bench_pipeline_30s.json 150 $PY -m mlx_rvc bench pipeline --lengths 30 --repeats 5 --json
-json bench_synth.json 90 $PY -m mlx_rvc bench synth --seconds 30 --repeats 5 --json
+json profile.json 120 $PY benchmarks/profile_models.py --seconds 30
 if [ -n "${RVC_WEBUI:-}" ] && $PY -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   section reference 240 $PY benchmarks/reference/bench_reference_gpu.py --rvc "$RVC_WEBUI" --seconds 30 \
     --json "$OUTDIR/reference.json"

@@ -9,8 +9,9 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlx_rvc.models import layers, nsf
+from mlx_rvc.forms.cpu import conv1d
 from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
-from mlx_rvc.models.layers import Conv1d, FFTConv1d, buffer_cache, conv1d
+from mlx_rvc.models.layers import Conv1d, FFTConv1d, buffer_cache
 
 from .test_layers import conv1d_ref
 
