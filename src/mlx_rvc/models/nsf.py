@@ -44,9 +44,12 @@ DECODE_WORKERS = 2  # decoder pieces evaluated at once on the CPU, one thread (a
 # Measured on 10 s of a v2 48k decoder: 2 s pieces 7.2 s, 1 s pieces 6.8 s one at a time, and
 # two at a time (DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
 CPU_PIECE_FRAMES = 100
-# GPU form: activations a stage keeps alive at once, in units of its output (the input, a
-# residual branch, two convolution outputs, the sum of branches and the next stage's input)
-GPU_LIVE_COPIES = 8
+# GPU form: MLX memory a decoded frame holds at the peak, in units of the widest stage's
+# activation per frame (channels x samples per frame x 4 bytes): measured on an H200 (MLX 0.32,
+# cuDNN convolutions) as 36.9 GiB for one pass over 3000 frames of a v2 48 kHz decoder, whose
+# widest stage holds 61 KB per frame: ~200 such activations (convolution workspaces and outputs
+# of the whole lazily built graph are alive together).
+GPU_FRAME_ACTIVATIONS = 200
 DECODE_BUFFER_CACHE = 64 << 20  # bytes of freed MLX buffers kept for reuse while decoding (see buffer_cache);
 # 256 MiB measured no faster on a 30 s conversion and 0.2 GB more at its peak
 
@@ -286,8 +289,7 @@ class Generator(nn.Module):
 
         CPU: :data:`CPU_PIECE_FRAMES` (cache-sized pieces on two threads). GPU: as many frames as
         fit the device's memory budget (:func:`mlx_rvc.forms.gpu.memory_budget`), counting
-        :data:`GPU_LIVE_COPIES` float32 activations of the widest stage per frame — one pass for
-        any chunk the pipeline makes on a large GPU.
+        :data:`GPU_FRAME_ACTIVATIONS` float32 activations of the widest stage per frame.
         """
         if forms.is_cpu():
             return CPU_PIECE_FRAMES
@@ -296,7 +298,7 @@ class Generator(nn.Module):
         for i, u in enumerate(cfg.upsample_rates):
             rate *= u
             widest = max(widest, rate * (cfg.upsample_initial_channel // 2 ** (i + 1)))
-        frames = forms.gpu.memory_budget() // (widest * 4 * GPU_LIVE_COPIES)
+        frames = forms.gpu.memory_budget() // (widest * 4 * GPU_FRAME_ACTIVATIONS)
         return max(int(frames), 2 * self.receptive_radius_frames())
 
     def stage_margins(self) -> list[int]:

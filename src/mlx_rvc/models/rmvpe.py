@@ -44,6 +44,7 @@ VOICING_THRESHOLD = 0.03  # the pipeline's salience threshold
 UNET_CONTEXT_FRAMES = 1600
 UNET_BLOCK_FRAMES = 3200  # 32 s per U-Net block: long inputs peak like a 64 s one
 GRU_BLOCK_STEPS = 4096  # time steps whose input projections are computed together
+GRU_UNROLL = 16  # MLX path: GRU steps per compiled call
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,19 @@ def _gru_step(state: mx.array, gx: mx.array, w_hh_t: mx.array, b_hh: mx.array) -
     return (1 - z) * n + z * state
 
 
+@mx.compile
+def _gru_steps(state: mx.array, gx: mx.array, w_hh_t: mx.array, b_hh: mx.array) -> mx.array:
+    """:data:`GRU_UNROLL` steps in one compiled call: (2, B, 1, h), (2, B, K, 3h) -> states (2, B, K, h).
+
+    Dispatching each step from Python costs ~40 µs (measured on an H200: 3000 steps, 0.126 s);
+    K steps per call divide that by K, the kernels stay the same."""
+    states = []
+    for k in range(gx.shape[2]):
+        state = _gru_step(state, gx[:, :, k: k + 1], w_hh_t, b_hh)
+        states.append(state)
+    return mx.concatenate(states, axis=2)
+
+
 class _GruParams(nn.Module):
     def __init__(self, n_in: int, hidden: int, n_layers: int):
         super().__init__()
@@ -356,11 +370,16 @@ class _GruParams(nn.Module):
                 gi = seqs[:, :, s0: s0 + GRU_BLOCK_STEPS] @ w_ih_t + b_ih[:, None, None]  # (2, B, n, 3h)
                 mx.eval(gi)
                 block = []
-                for step in range(gi.shape[2]):
+                n = gi.shape[2]
+                for step in range(0, n - n % GRU_UNROLL, GRU_UNROLL):
+                    states = _gru_steps(state, gi[:, :, step: step + GRU_UNROLL], w_hh_t, b_hh_b)
+                    state = states[:, :, -1:]
+                    block.append(states)
+                    if step % 256 >= 256 - GRU_UNROLL:
+                        mx.eval(state)  # keep the lazy graph short
+                for step in range(n - n % GRU_UNROLL, n):
                     state = _gru_step(state, gi[:, :, step: step + 1], w_hh_t, b_hh_b)
                     block.append(state)
-                    if step % 256 == 255:
-                        mx.eval(state)  # keep the lazy graph short
                 outs.append(mx.concatenate(block, axis=2))
                 mx.eval(outs[-1])
             seq = mx.concatenate(outs, axis=2)  # (2, B, T, h)
