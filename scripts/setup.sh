@@ -30,3 +30,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q -e '.[test,ui]'
+# MLX_BACKEND=cuda12|cuda13: replace MLX's Linux CPU backend by its CUDA build of the same version
+# (both ship mlx/lib/libmlx.so, so only one may be installed)
+case "${MLX_BACKEND:-cpu}" in
+  cpu) ;;
+  cuda12|cuda13)
+    ver=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mlx"))')
+    "$VENV/bin/python" -m pip uninstall -q -y mlx-cpu
+    "$VENV/bin/python" -m pip install -q "mlx-${MLX_BACKEND/cuda/cuda-}==$ver"
+    ;;
+  *) echo "MLX_BACKEND must be cpu, cuda12 or cuda13, got $MLX_BACKEND" >&2; exit 2 ;;
+esac
