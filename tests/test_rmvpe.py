@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mlx_rvc import forms
+from mlx_rvc.forms import cpu_rmvpe
 from mlx_rvc.dsp.mel import log_mel
 from mlx_rvc.errors import MlxRvcError
 from mlx_rvc.importer import convert, import_model, read_source
@@ -131,21 +132,21 @@ def test_numpy_conv_forms_match_float64(h, w, splits, c_out):
     x = rng.standard_normal((h, w, c_in)).astype(np.float32)
     sources, lo = [], 0
     for c in splits:
-        src = rmvpe._padded(h, w, c)
-        rmvpe._interior(src)[...] = x[..., lo: lo + c]
+        src = cpu_rmvpe._padded(h, w, c)
+        cpu_rmvpe._interior(src)[...] = x[..., lo: lo + c]
         sources.append(src)
         lo += c
-    prepared = rmvpe._Conv3x3(conv, shortcut)
-    out, side = rmvpe._padded(h, w, c_out), rmvpe._padded(h, w, c_out)
+    prepared = cpu_rmvpe._Conv3x3(conv, shortcut)
+    out, side = cpu_rmvpe._padded(h, w, c_out), cpu_rmvpe._padded(h, w, c_out)
     prepared(sources, out, shortcut_out=side)
     ref = np.maximum(_same_conv64(x, conv), 0)
     scale = np.abs(ref).max()
-    assert np.abs(rmvpe._interior(out) - ref).max() < 2e-6 * scale
-    assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut)).max() < 2e-6 * scale
+    assert np.abs(cpu_rmvpe._interior(out) - ref).max() < 2e-6 * scale
+    assert np.abs(cpu_rmvpe._interior(side) - _same_conv64(x, shortcut)).max() < 2e-6 * scale
     for buf in (out, side):  # the zero border that the next convolution reads as padding
         assert not buf[0].any() and not buf[-1].any() and not buf[:, 0].any() and not buf[:, -1].any()
     prepared(sources, side, residual=True)  # a residual block's second conv adds to its input
-    assert np.abs(rmvpe._interior(side) - _same_conv64(x, shortcut) - ref).max() < 4e-6 * scale
+    assert np.abs(cpu_rmvpe._interior(side) - _same_conv64(x, shortcut) - ref).max() < 4e-6 * scale
 
 
 def test_numpy_upconv_matches_mlx(form):
@@ -154,10 +155,10 @@ def test_numpy_upconv_matches_mlx(form):
     up.weight = mx.array((rng.standard_normal((32, 3, 3, 64)) / 24).astype(np.float32))
     up.bias = mx.array(rng.standard_normal(32).astype(np.float32))
     x = rng.standard_normal((10, 8, 64)).astype(np.float32)
-    src, out = rmvpe._padded(10, 8, 64), rmvpe._padded(20, 16, 32)
-    rmvpe._interior(src)[...] = x
-    rmvpe._UpConv(up)(src, out)
-    np.testing.assert_allclose(rmvpe._interior(out), np.asarray(up(mx.array(x[None])))[0], atol=2e-6)
+    src, out = cpu_rmvpe._padded(10, 8, 64), cpu_rmvpe._padded(20, 16, 32)
+    cpu_rmvpe._interior(src)[...] = x
+    cpu_rmvpe._UpConv(up)(src, out)
+    np.testing.assert_allclose(cpu_rmvpe._interior(out), np.asarray(up(mx.array(x[None])))[0], atol=2e-6)
 
 
 def test_long_input_streamed_f0_equals_one_pass(tiny):
@@ -180,9 +181,9 @@ def test_long_input_streamed_f0_equals_one_pass(tiny):
 
 
 def test_numpy_blas_thread_count_is_restored_after_rmvpe(tiny):
-    """The CPU path makes numpy's OpenBLAS single-threaded for its worker threads; later numpy
+    """The CPU form makes numpy's OpenBLAS single-threaded for its worker threads; later numpy
     work (the content encoder) must get its threads back."""
-    from mlx_rvc.models.rmvpe import _numpy_openblas_local_threads
+    from mlx_rvc.forms.cpu_rmvpe import _numpy_openblas_local_threads
 
     set_threads = _numpy_openblas_local_threads()
     if set_threads is None:
