@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 import mlx_rvc  # noqa: F401  (installs the fast BLAS before MLX loads)
 import mlx.core as mx
 from mlx_rvc.bench import speech_like
+from mlx_rvc.forms import cpu_hubert
 from mlx_rvc.importer import import_model, read_source
 from mlx_rvc.metrics import array_diff
 from mlx_rvc.models import hubert
@@ -44,6 +46,7 @@ rvc, model_dir, audio, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.
 sys.path.insert(0, rvc); os.chdir(rvc)
 import torch
 torch.set_num_threads(threads)
+from functools import partial
 from pathlib import Path
 import infer.hubert as H
 H.HUBERT_MODEL_PATH = Path(model_dir)
@@ -120,8 +123,10 @@ def mlx_stages(model: hubert.HubertModel, x: np.ndarray) -> dict[str, float]:
         def run(fn, *args):
             return fn(*args)
 
-        fe, proj, pos, layers = (model.feature_extractor.forward_numpy, model.feature_projection.forward_numpy,
-                                 enc.pos_conv_embed.forward_numpy, [layer.forward_numpy for layer in enc.layers])
+        fe = partial(cpu_hubert.feature_extractor, model.feature_extractor)
+        proj = partial(cpu_hubert.feature_projection, model.feature_projection)
+        pos = partial(cpu_hubert.positional_conv, enc.pos_conv_embed.conv)
+        layers = [partial(cpu_hubert.encoder_layer, layer) for layer in enc.layers]
         wav = x[None]
     else:
         def run(fn, *args):

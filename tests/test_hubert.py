@@ -12,6 +12,7 @@ import pytest
 
 from mlx_rvc import artifact
 from mlx_rvc import forms
+from mlx_rvc.forms import cpu_hubert
 from mlx_rvc.errors import CheckpointError, ModelConfigError
 from mlx_rvc.importer import convert, import_model, read_source
 from mlx_rvc.models import hubert
@@ -174,12 +175,12 @@ def test_gelu_numpy_is_exact_erf_gelu():
     bias = rng.standard_normal(512).astype(np.float32)
     z = x.astype(np.float64) + bias
     expected = z * 0.5 * (1 + erf(z / np.sqrt(2)))
-    got = hubert.gelu_numpy(x, bias)
+    got = cpu_hubert.gelu_numpy(x, bias)
     assert np.abs(got - expected).max() < 1e-6 * max(1.0, np.abs(z).max() / 10)
     inplace = x.copy()
-    assert hubert.gelu_numpy(inplace, bias, inplace=True) is inplace
+    assert cpu_hubert.gelu_numpy(inplace, bias, inplace=True) is inplace
     np.testing.assert_array_equal(inplace, got)
-    np.testing.assert_array_equal(hubert.gelu_numpy(x[:3, :5]), hubert.gelu_numpy(x)[:3, :5])
+    np.testing.assert_array_equal(cpu_hubert.gelu_numpy(x[:3, :5]), cpu_hubert.gelu_numpy(x)[:3, :5])
 
 
 def test_softmax_without_shift_equals_shifted(monkeypatch):
@@ -190,14 +191,14 @@ def test_softmax_without_shift_equals_shifted(monkeypatch):
     model = hubert.build(cfg, weights)
     attn = model.encoder.layers[0].attention
     x = np.random.default_rng(1).standard_normal((1, 300, 64)).astype(np.float32)
-    unshifted = attn.forward_numpy(x)
-    monkeypatch.setattr(hubert, "SAFE_LOGIT", -1.0)  # always subtract the row max
-    shifted = attn.forward_numpy(x)
+    unshifted = cpu_hubert.attention(attn, x)
+    monkeypatch.setattr(cpu_hubert, "SAFE_LOGIT", -1.0)  # always subtract the row max
+    shifted = cpu_hubert.attention(attn, x)
     assert _rel_rms(unshifted, shifted) < 1e-6
     # logits far beyond exp's range take the shifted path and stay finite
     monkeypatch.undo()
     big = x * 300
-    out = attn.forward_numpy(big)
+    out = cpu_hubert.attention(attn, big)
     assert np.isfinite(out).all()
     with forms.use("gpu"):
         assert _rel_rms(out, np.asarray(attn(mx.array(big)))) < 1e-5
@@ -208,7 +209,7 @@ def test_feature_extractor_blocks_join_seamlessly(path, models, audio, monkeypat
     model = models["hubert_base"][1]
     fe = model.feature_extractor
     wav = audio[None].astype(np.float32)
-    run = fe.forward_numpy if path == "numpy" else (lambda w: np.asarray(fe(mx.array(w))))
+    run = (lambda w: cpu_hubert.feature_extractor(fe, w)) if path == "numpy" else (lambda w: np.asarray(fe(mx.array(w))))
     whole = run(wav)
     monkeypatch.setattr(hubert.FeatureExtractor, "BLOCK_FRAMES", 7)  # 199 frames in 29 blocks
     # equal up to BLAS's size-dependent summation order (a few ULPs); a seam error would be O(1)
@@ -226,7 +227,7 @@ def test_positional_conv_fft_equals_direct(kernel):
         x = np.random.default_rng(frames).standard_normal((1, frames, 96)).astype(np.float32)
         direct = np.asarray(conv(mx.array(x)))
         assert direct.shape == (1, frames, 96)  # 'same' length: an even kernel's extra frame is dropped
-        assert _rel_rms(conv.forward_numpy(x), direct) < 1e-6
+        assert _rel_rms(cpu_hubert.positional_conv(conv, x), direct) < 1e-6
 
 
 # ----------------------------------------------------------------------------- malformed encoders
@@ -295,8 +296,8 @@ def test_numpy_threads_survive_fork():
     import multiprocessing as mp
 
     x = np.random.default_rng(0).standard_normal((4000, 512)).astype(np.float32)
-    expected = hubert.gelu_numpy(x)  # the parent's pool exists now
+    expected = cpu_hubert.gelu_numpy(x)  # the parent's pool exists now
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
-        got = pool.apply_async(hubert.gelu_numpy, (x,)).get(timeout=60)
+        got = pool.apply_async(cpu_hubert.gelu_numpy, (x,)).get(timeout=60)
     np.testing.assert_array_equal(got, expected)

@@ -9,17 +9,15 @@ The configuration always comes from the file: fairseq ``cfg["model"]`` (or ``arg
 RVC's feature kinds: v1 = ``final_proj(hidden_states[9])`` (256-d), v2 = the last layer's
 output (768-d). Input is the un-normalised 16 kHz waveform, as the reference pipeline feeds it.
 
-Every module computes in MLX (``__call__``) and in numpy (``forward_numpy``); the model takes the
-numpy path in the CPU form (:func:`use_numpy`, :mod:`mlx_rvc.forms`) and MLX otherwise. Both are checked against the
-reference fixtures and against each other.
+The model is stated in MLX; the CPU form runs its forward pass in numpy
+(:mod:`mlx_rvc.forms.cpu_hubert`). Both are checked against the reference fixtures and against
+each other.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,19 +27,15 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from ..checkpoint import InertObject
-from ..errors import ModelConfigError, UnknownModelError
 from .. import forms
-from ..forms.cpu import layer_norm_numpy
+from ..checkpoint import InertObject
+from ..dsp.frames import strided_frames
+from ..errors import ModelConfigError, UnknownModelError
+from ..forms import cpu_hubert
 from .layers import check_shapes, conv_weight_to_mlx, fold_all_weight_norms, load_strict
 
 V1_LAYER = 9  # RVC v1 reads hidden_states[9] through final_proj
 HEADS_PER_STEP = 4  # MLX path: attention heads evaluated together on long inputs (bounds the T×T buffers)
-# |score| below which the softmax's exp needs no max shift: e^±60 is a normal float32, and the
-# row sums and products with v are further capped by the key count and max |v| (see Attention)
-SAFE_LOGIT = 60.0
-_FLOAT32_MAX_LOG = float(np.log(np.finfo(np.float32).max))  # 88.7
-ATTENTION_ROWS = 2048  # numpy path: query rows per score block (41 s of audio in one block; 8 MB × T/1000)
 
 
 @dataclass(frozen=True)
@@ -241,133 +235,6 @@ def convert_checkpoint(obj: Any, *, name: str = "encoder") -> tuple[dict[str, An
 
 # ----------------------------------------------------------------------------- modules
 
-# On the CPU the elementwise work runs in numpy: MLX's CPU backend evaluates elementwise kernels
-# on one thread at ~120 M elements/s for a fused erf-GELU, numpy's SIMD loops on cache-sized
-# pieces at ~400 M/s per thread. HuBERT-base applies GELU to ~150 M values per 30 s of audio.
-_ERFC_P = 0.3275911  # Abramowitz & Stegun 7.1.26: erfc(z) ≈ poly(t)·exp(−z²), t = 1/(1 + p·z), |error| ≤ 1.5e-7
-_ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-_GELU_PIECE = 65536  # values per piece (per-call overhead vs the 1 MiB L2 cache: measured best of 32 K, 64 K, 128 K)
-_THREADS = max(1, min(4, os.cpu_count() or 1))
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
-
-
-def _in_threads(fn, starts) -> None:
-    """fn(start) for each start, on the shared worker threads (numpy's loops release the GIL).
-
-    The pool is remade in a forked child, whose copy of the parent's pool has no threads.
-    """
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(_THREADS, thread_name_prefix="mlx-rvc-numpy"))
-    list(_pool[1].map(fn, starts))
-
-
-_ERFC_A_HALF = tuple(-0.5 * a for a in _ERFC_A)  # the −½ of the formula below, folded into the polynomial
-
-
-def _gelu_piece(x: np.ndarray, out: np.ndarray, t: np.ndarray, e: np.ndarray, a: np.ndarray) -> None:
-    """out = x·Φ(x) for a 1-D float32 piece; t, e, a: scratch of the same length.
-
-    x·Φ(x) = max(x, 0) − ½·|x|·erfc(|x|/√2) for either sign, so the tails need no branch.
-    """
-    np.abs(x, out=a)
-    np.multiply(a, _ERFC_P * 0.7071067811865476, out=t)  # p·z, z = |x|/√2
-    t += 1.0
-    np.reciprocal(t, out=t)
-    np.multiply(a, a, out=e)
-    e *= -0.5
-    np.exp(e, out=e)  # exp(−z²)
-    np.multiply(t, _ERFC_A_HALF[4], out=out)
-    for c in _ERFC_A_HALF[3::-1]:
-        out += c
-        out *= t
-    out *= e  # −½·erfc(z)
-    out *= a
-    np.maximum(x, 0.0, out=a)
-    out += a
-
-
-def gelu_numpy(x: np.ndarray, bias: np.ndarray | None = None, *, inplace: bool = False) -> np.ndarray:
-    """GELU(x + bias) (exact erf form) in float32 numpy, ≤ 3.4e-7 from float64 (measured).
-
-    Works piece by piece on whole rows so that every piece stays in cache; the bias (over the
-    last axis) is added to a piece just before its GELU. ``inplace`` writes the result over
-    ``x``, sparing a fresh allocation (page faults cost ~0.25 ms per MB here). Pieces are
-    shared among up to 4 threads.
-    """
-    x = np.ascontiguousarray(x, np.float32)
-    if x.ndim == 0:
-        raise ValueError("gelu_numpy needs an array with a channel axis")
-    rows_in = x.reshape(-1, x.shape[-1])
-    n_rows, width = rows_in.shape
-    out = x if inplace else np.empty_like(x)
-    rows_out = out.reshape(-1, width)
-    step = max(1, _GELU_PIECE // width)  # rows per piece
-
-    def run(lo: int, hi: int) -> None:
-        z = np.empty((step, width), np.float32)
-        t, e, a = (np.empty(step * width, np.float32) for _ in range(3))
-        for r0 in range(lo, hi, step):
-            r1 = min(r0 + step, hi)
-            zp = z[: r1 - r0]
-            if bias is not None:
-                np.add(rows_in[r0:r1], bias, out=zp)
-            else:
-                zp[...] = rows_in[r0:r1]  # a copy: the result may overwrite x
-            m = zp.size
-            _gelu_piece(zp.reshape(-1), rows_out[r0:r1].reshape(-1), t[:m], e[:m], a[:m])
-
-    share = -(-n_rows // _THREADS)
-    if _THREADS == 1 or share < 4 * step:
-        run(0, n_rows)
-        return out
-    _in_threads(lambda lo: run(lo, min(lo + share, n_rows)), range(0, n_rows, share))
-    return out
-
-
-def _exp_rows(scores: np.ndarray, *, shift: bool) -> None:
-    """exp(scores − (row max if shift)) in place, on cache-sized row blocks over the threads."""
-    rows, width = scores.shape
-    step = max(1, _GELU_PIECE // width)
-
-    def run(lo: int, hi: int) -> None:
-        for r0 in range(lo, hi, step):
-            block = scores[r0:min(r0 + step, hi)]
-            if shift:
-                block -= block.max(axis=-1, keepdims=True)
-            np.exp(block, out=block)
-
-    share = -(-rows // _THREADS)
-    if _THREADS == 1 or share < 2 * step:
-        run(0, rows)
-    else:
-        _in_threads(lambda lo: run(lo, min(lo + share, rows)), range(0, rows, share))
-
-
-def _linear_numpy(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
-    y = x @ np.asarray(layer.weight).T  # the weight is a view of MLX's memory, no copy
-    if "bias" in layer:
-        y += np.asarray(layer.bias)
-    return y
-
-
-def _layer_norm_numpy(ln: nn.LayerNorm, x: np.ndarray) -> np.ndarray:
-    return layer_norm_numpy(x, ln.weight, ln.bias, ln.eps)
-
-
-def _frames(y: np.ndarray, kernel: int, stride: int, count: int) -> np.ndarray:
-    """Rows y[s·t : s·t + k] flattened, t < count: a strided view of a contiguous (T, C) array.
-
-    Tap-major, as the conv weight reshaped (out, k·in). Overlapping windows (k > s) are
-    copied by the matmul that reads them; k == s is a plain reshape.
-    """
-    c = y.shape[1]
-    if kernel == stride:
-        return y[: count * stride].reshape(count, kernel * c)
-    return np.lib.stride_tricks.as_strided(y, shape=(count, kernel * c), strides=(stride * c * 4, 4), writeable=False)
-
-
-
 class ConvLayer(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool):
         super().__init__()
@@ -444,7 +311,7 @@ class FeatureExtractor(nn.Module):
         gram = np.zeros((k0, k0))
         for lo in range(0, n0, self.GRAM_FRAMES):
             hi = min(lo + self.GRAM_FRAMES, n0)
-            f = _frames(audio[lo * s0: (hi - 1) * s0 + k0, None], k0, s0, hi - lo).astype(np.float64)
+            f = strided_frames(audio[lo * s0: (hi - 1) * s0 + k0, None], k0, s0, hi - lo).astype(np.float64)
             frame_sum += f.sum(axis=0)
             gram += f.T @ f
         proj = frame_sum @ w  # Σ_t (F·W)[t, c]
@@ -487,45 +354,10 @@ class FeatureExtractor(nn.Module):
             mx.eval(h)
         return h[0]
 
-    def _block_numpy(self, audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray,
-                     work: dict[str, np.ndarray]) -> np.ndarray:
-        """One block in numpy. ``work`` keeps each layer's buffers from block to block: fresh
-        arrays of this size cost page faults (~0.25 ms per MB) on every block."""
-
-        def buffer(key: str, rows: int, cols: int) -> np.ndarray:
-            buf = work.get(key)
-            if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
-                buf = work[key] = np.empty((rows, cols), np.float32)
-            return buf[:rows]
-
-        k0, s0 = self._k[0], self._s[0]
-        frames = _frames(audio[lo * s0: (hi - 1) * s0 + k0, None], k0, s0, hi - lo)
-        h = np.matmul(frames, w0, out=buffer("out0", hi - lo, w0.shape[1]))
-        h = gelu_numpy(h, b0, inplace=True)
-        for i, (layer, k, s) in enumerate(zip(self.conv_layers[1:], self._k[1:], self._s[1:]), start=1):
-            w = np.asarray(layer.conv.weight)  # (out, k, in): rows of w.reshape(out, k·in) are tap-major
-            rows = (h.shape[0] - k) // s + 1
-            frames = _frames(h, k, s, rows)
-            if k != s:  # overlapping windows: BLAS needs them laid out
-                laid = buffer(f"frames{i}", rows, frames.shape[1])
-                np.copyto(laid, frames)
-                frames = laid
-            h = np.matmul(frames, w.reshape(w.shape[0], -1).T, out=buffer(f"out{i}", rows, w.shape[0]))
-            h = gelu_numpy(h, np.asarray(layer.conv.bias) if "bias" in layer.conv else None, inplace=True)
-        return h.copy()  # the buffer is reused by the next block
-
     def __call__(self, wav: mx.array) -> mx.array:
         """(B, N) waveform -> (B, frames, conv_dim[-1]) in MLX."""
         blocks = self._run(np.ascontiguousarray(np.asarray(wav, np.float32)), self._block_mlx)
         return mx.stack([mx.concatenate(bl) if len(bl) > 1 else bl[0] for bl in blocks])
-
-    def forward_numpy(self, audio: np.ndarray) -> np.ndarray:
-        """(B, N) waveform -> (B, frames, conv_dim[-1]) in numpy."""
-        work: dict[str, np.ndarray] = {}
-        blocks = self._run(np.ascontiguousarray(audio, np.float32),
-                           lambda *args: self._block_numpy(*args, work))
-        return np.stack([np.concatenate(bl) for bl in blocks])
-
 
 class FeatureProjection(nn.Module):
     def __init__(self, cfg: HubertConfig):
@@ -535,18 +367,6 @@ class FeatureProjection(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.projection(self.layer_norm(x))
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        return _linear_numpy(self.projection, _layer_norm_numpy(self.layer_norm, x))
-
-
-class _SpectralWeight:
-    """The positional kernel in the frequency domain, tied to the MLX weight it was made from."""
-
-    def __init__(self, source: mx.array, spectrum: np.ndarray):
-        self.source = source  # kept alive so an identity check detects a reloaded weight
-        self.spectrum = spectrum
-
 
 class PositionalConv(nn.Module):
     """Grouped conv (kernel K, 'same' padding K/2, last frame dropped for even K) + GELU.
@@ -559,15 +379,12 @@ class PositionalConv(nn.Module):
     the float64 transforms add ~2e-7 relative error.
     """
 
-    FFT_SIZE = 256  # per overlap-save block; N − K + 1 = 129 output frames per block at K = 128
-
     def __init__(self, cfg: HubertConfig):
         super().__init__()
         k, g, h = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups, cfg.hidden_size
         self.weight = mx.zeros((k, g, h // g, h // g))
         self.bias = mx.zeros((h,))
         self.groups = g
-        self._spectral: _SpectralWeight | None = None
         object.__setattr__(self, "_grouped", (None, None))  # (weight it came from, grouped layout); not a parameter
 
     def _out_frames(self, t: int) -> int:
@@ -590,35 +407,6 @@ class PositionalConv(nn.Module):
         y = mx.conv1d(x, self._grouped_weight(), padding=k // 2, groups=self.groups)[:, :self._out_frames(x.shape[1])]
         return forms.ops().gelu(y + self.bias)
 
-    def _spectrum(self, n: int) -> np.ndarray:
-        """conj(rfft(kernel)) over taps, (n/2+1, G, in_g, out_g) complex64, computed once per weight."""
-        if self._spectral is None or self._spectral.source is not self.weight or self._spectral.spectrum.shape[0] != n // 2 + 1:
-            w = np.asarray(self.weight, np.float64)
-            spectrum = np.conj(np.fft.rfft(w, n=n, axis=0)).astype(np.complex64)
-            self._spectral = _SpectralWeight(self.weight, spectrum)
-        return self._spectral.spectrum
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        b, t, h = x.shape
-        k, g = self.weight.shape[0], self.groups
-        t_out = self._out_frames(t)
-        n = max(self.FFT_SIZE, 1 << (2 * k - 1).bit_length())
-        span = n - k + 1  # output frames per block (no circular wrap-around reaches them)
-        blocks = -(-t_out // span)
-        xp = np.zeros((b, blocks * span + k - 1, h), np.float32)
-        xp[:, k // 2: k // 2 + t] = x
-        starts = np.arange(blocks)[:, None] * span + np.arange(n)[None]
-        seg = xp[:, starts]  # (B, blocks, N, H): overlapping windows of the padded input
-        # correlation theorem: y[t] = Σ_j x[t+j]·w[j]  <=>  Y = X · conj(W), channels mixed per bin and group
-        spec = np.fft.rfft(seg, axis=2).astype(np.complex64)  # (B, blocks, F, H)
-        spec = spec.reshape(b * blocks, -1, g, h // g).transpose(1, 2, 0, 3)  # (F, G, B·blocks, in_g)
-        mixed = spec @ self._spectrum(n)  # (F, G, B·blocks, out_g)
-        mixed = mixed.transpose(2, 0, 1, 3).reshape(b, blocks, -1, h)
-        y = np.fft.irfft(mixed, n=n, axis=2)[:, :, :span]  # (B, blocks, span, H)
-        y = y.reshape(b, blocks * span, h)[:, :t_out].astype(np.float32)
-        return gelu_numpy(y, np.asarray(self.bias), inplace=True)
-
-
 class PosConvEmbed(nn.Module):
     def __init__(self, cfg: HubertConfig):
         super().__init__()
@@ -626,10 +414,6 @@ class PosConvEmbed(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.conv(x)
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        return self.conv.forward_numpy(x)
-
 
 class Attention(nn.Module):
     def __init__(self, cfg: HubertConfig):
@@ -660,42 +444,6 @@ class Attention(nn.Module):
         o = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
         return self.out_proj(o.transpose(0, 2, 1, 3).reshape(b, t, h))
 
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        """softmax(q·kᵀ)·v per head on blocks of query rows (memory: ROWS × T scores).
-
-        The unnormalised exp(scores) multiply [v | 1]: the extra column of ones gives the row
-        sums from the same GEMM (one pass over the (rows, T) scores fewer), and normalising the
-        (rows, head_dim) product is cheaper than normalising the probabilities.
-        """
-        q = _linear_numpy(self.q_proj, x)
-        q *= self.head_dim**-0.5
-        k, v = _linear_numpy(self.k_proj, x), _linear_numpy(self.v_proj, x)
-        b, t, h = x.shape
-        d = self.head_dim
-        out = np.empty((b, t, h), np.float32)
-        q_norm = np.sqrt(np.einsum("bthd,bthd->bth", *(q.reshape(b, t, self.n_heads, d),) * 2))  # (B, T, heads)
-        k_norm = np.sqrt(np.einsum("bthd,bthd->bth", *(k.reshape(b, t, self.n_heads, d),) * 2)).max(axis=1)
-        v_ones = np.ones((t, d + 1), np.float32)
-        for i in range(b):
-            for j in range(self.n_heads):
-                cols = slice(j * d, (j + 1) * d)
-                kt = k[i, :, cols].T  # (d, T), a strided view BLAS reads as transposed
-                v_ones[:, :d] = v[i, :, cols]
-                # Softmax is shift-invariant; the max is subtracted only to keep exp finite.
-                # When Cauchy-Schwarz bounds every |score| so that exp, the row sums and the
-                # products with v stay in float32's normal range, the shift is skipped: two
-                # passes over the (rows, T) scores saved.
-                v_max = float(np.abs(v_ones).max())
-                limit = min(SAFE_LOGIT, _FLOAT32_MAX_LOG - np.log(t * v_max))
-                for r0 in range(0, t, ATTENTION_ROWS):
-                    r1 = min(r0 + ATTENTION_ROWS, t)
-                    scores = q[i, r0:r1, cols] @ kt  # (rows, T)
-                    _exp_rows(scores, shift=q_norm[i, r0:r1, j].max() * k_norm[i, j] >= limit)
-                    weighted = scores @ v_ones  # (rows, d + 1): Σ p·v and Σ p
-                    np.divide(weighted[:, :d], weighted[:, d:], out=out[i, r0:r1, cols])
-        return _linear_numpy(self.out_proj, out)
-
-
 class FeedForward(nn.Module):
     def __init__(self, cfg: HubertConfig):
         super().__init__()
@@ -704,12 +452,6 @@ class FeedForward(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.output_dense(forms.ops().gelu(self.intermediate_dense(x)))
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        dense = self.intermediate_dense
-        h = gelu_numpy(x @ np.asarray(dense.weight).T, np.asarray(dense.bias), inplace=True)
-        return _linear_numpy(self.output_dense, h)
-
 
 class EncoderLayer(nn.Module):
     """Post-LN: x = LN(x + attn(x)); x = LN'(x + ffn(x))."""
@@ -725,15 +467,6 @@ class EncoderLayer(nn.Module):
         x = self.layer_norm(x + self.attention(x))
         return self.final_layer_norm(x + self.feed_forward(x))
 
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        y = self.attention.forward_numpy(x)
-        y += x
-        x = _layer_norm_numpy(self.layer_norm, y)
-        y = self.feed_forward.forward_numpy(x)
-        y += x
-        return _layer_norm_numpy(self.final_layer_norm, y)
-
-
 class Encoder(nn.Module):
     def __init__(self, cfg: HubertConfig):
         super().__init__()
@@ -745,8 +478,7 @@ class Encoder(nn.Module):
 class HubertModel(nn.Module):
     """HuBERT-base with RVC's ``final_proj``.
 
-    Every module has an MLX ``__call__`` and a numpy ``forward_numpy`` computing the same
-    thing; :func:`use_numpy` picks one for the whole model (numpy on the CPU).
+    In the CPU form the whole forward pass runs in numpy (:mod:`mlx_rvc.forms.cpu_hubert`).
     """
 
     def __init__(self, cfg: HubertConfig):
@@ -767,30 +499,25 @@ class HubertModel(nn.Module):
         :func:`use_numpy` (as are the ``trace`` entries: conv features, projection, pos conv).
         """
         last = self.cfg.num_hidden_layers if up_to_layer is None else up_to_layer
-        enc = self.encoder
         if use_numpy():
-            feats = self.feature_extractor.forward_numpy(np.asarray(wav, np.float32))
-            x = self.feature_projection.forward_numpy(feats)
-            pos = enc.pos_conv_embed.forward_numpy(x)
-            layer_norm, steps = _layer_norm_numpy, [layer.forward_numpy for layer in enc.layers[:last]]
-        else:
-            feats = self.feature_extractor(mx.array(wav))
-            x = self.feature_projection(feats)
-            pos = enc.pos_conv_embed(x)
-            layer_norm, steps = (lambda ln, y: ln(y)), enc.layers[:last]
+            return cpu_hubert.hidden_states(self, wav, last, trace)
+        enc = self.encoder
+        feats = self.feature_extractor(mx.array(wav))
+        x = self.feature_projection(feats)
+        pos = enc.pos_conv_embed(x)
         if trace is not None:
             trace.update(conv_features=feats, projected_features=x, pos_conv_out=pos)
-        x = layer_norm(enc.layer_norm, x + pos)
+        x = enc.layer_norm(x + pos)
         states = [x]
-        for step in steps:
-            x = step(x)
+        for layer in enc.layers[:last]:
+            x = layer(x)
             states.append(x)
         return states
 
     def project(self, state):
         """``final_proj`` of a hidden state (MLX or numpy, as :meth:`__call__` returned it)."""
         if isinstance(state, np.ndarray):
-            return _linear_numpy(self.final_proj, state)
+            return cpu_hubert.linear(self.final_proj, state)
         return self.final_proj(state)
 
     def features(self, audio: np.ndarray, *, version: str) -> np.ndarray:
@@ -813,10 +540,7 @@ class HubertModel(nn.Module):
 
 
 def use_numpy() -> bool:
-    """The CPU form runs the model in numpy: BLAS matmuls and SIMD element-wise loops, where MLX's
-    CPU backend runs GELU's erf and softmax's exp on one thread, and mixing MLX's BLAS with
-    numpy's within a layer halves the next MLX matmul's speed (numpy's OpenBLAS threads keep
-    spinning; measured 30 -> 60 ms)."""
+    """The CPU form runs the model in numpy (:mod:`mlx_rvc.forms.cpu_hubert`)."""
     return forms.is_cpu()
 
 
