@@ -14,7 +14,7 @@ import mlx.nn as nn
 import numpy as np
 
 from .. import forms
-from ..forms.cpu import layer_norm_numpy
+from ..forms import cpu_attention
 from .layers import ChannelLayerNorm
 
 MASKED_SCORE = -1e4  # the reference fills masked attention scores with -1e4, not -inf
@@ -120,57 +120,6 @@ class MultiHeadAttention(nn.Module):
         out = out.transpose(0, 2, 1, 3).reshape(b, t, c)  # channel = head·d + i, as the reference
         return self.conv_o(out)
 
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        """The unmasked attention in numpy: (B, T, C) -> (B, T, C)."""
-        q = _pointwise_numpy(self.conv_q, x)
-        q *= np.float32(1 / math.sqrt(self.k_channels))
-        k, v = _pointwise_numpy(self.conv_k, x), _pointwise_numpy(self.conv_v, x)
-        return _pointwise_numpy(self.conv_o, self._attend_numpy(q, k, v))
-
-    def _attend_numpy(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """The unmasked attention of (B, T, C) projections (q scaled) in numpy: (B, T, C) before conv_o.
-
-        MLX's CPU backend runs the element-wise and copy passes over the (rows, T) score blocks on
-        one thread at a fraction of numpy's speed. Here each block of query rows is one buffer with ``window``
-        spare columns on both sides: the relative-position logits are added along its diagonal
-        band through a strided view, the out-of-range keys are −inf, exp runs in place, and
-        ``[v | 1]`` gives Σ p·v and the row sums from one product; the relative-position values
-        are read from the same band. Normalising the (rows, d) results, not the scores, changes
-        rounding only.
-        """
-        b, t, c = q.shape
-        d, w = self.k_channels, self.window_size
-        ek, ev = np.asarray(self.emb_rel_k[0]), np.asarray(self.emb_rel_v[0])  # (2w + 1, d)
-        span = t + 2 * w
-        rows = min(ATTENTION_ROWS, t)
-        scores = np.empty((rows, span), np.float32)
-        k_pad = np.zeros((d, span), np.float32)
-        v_ones = np.ones((t, d + 1), np.float32)
-        out = np.empty((b, t, c), np.float32)
-        for i in range(b):
-            for j in range(self.n_heads):
-                cols = slice(j * d, (j + 1) * d)
-                k_pad[:, w: w + t] = k[i, :, cols].T
-                v_ones[:, :d] = v[i, :, cols]
-                rel = q[i, :, cols] @ ek.T  # (T, 2w + 1): each query against each offset's embedding
-                for r0 in range(0, t, rows):
-                    n = min(rows, t - r0)
-                    s = scores[:n]
-                    np.matmul(q[i, r0: r0 + n, cols], k_pad, out=s)
-                    s[:, :w] = -np.inf
-                    s[:, w + t:] = -np.inf
-                    # query r0 + m sees offsets −w..w at columns r0 + m .. r0 + m + 2w
-                    band = np.lib.stride_tricks.as_strided(s.reshape(-1)[r0:], (n, 2 * w + 1),
-                                                           ((span + 1) * 4, 4), writeable=True)
-                    band += rel[r0: r0 + n]
-                    s -= s.max(axis=1, keepdims=True)
-                    np.exp(s, out=s)
-                    weighted = s[:, w: w + t] @ v_ones  # (n, d + 1): Σ e·v and Σ e
-                    weighted[:, :d] += band @ ev
-                    np.divide(weighted[:, :d], weighted[:, d:], out=out[i, r0: r0 + n, cols])
-        return out
-
-
 class FFN(nn.Module):
     """conv(k) → ReLU → conv(k), with 'same' padding (left (k−1)//2, right k//2) and masking."""
 
@@ -189,33 +138,6 @@ class FFN(nn.Module):
         x = mx.maximum(x, 0)
         x = self.conv_2(self._pad(x * x_mask))
         return x * x_mask
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        """Unmasked (every frame valid): (B, T, C) -> (B, T, C)."""
-        h = _conv_numpy(self.conv_1, x, self.kernel_size)
-        np.maximum(h, 0, out=h)
-        return _conv_numpy(self.conv_2, h, self.kernel_size)
-
-
-def _pointwise_numpy(conv: PointwiseConv, x: np.ndarray) -> np.ndarray:
-    y = x @ np.asarray(conv.weight)[:, 0, :].T  # a view of MLX's weight; BLAS reads it transposed
-    y += np.asarray(conv.bias)
-    return y
-
-
-def _conv_numpy(conv: "_Conv", x: np.ndarray, k: int) -> np.ndarray:
-    """The FFN's 'same' convolution (left (k−1)//2, right k//2 zeros) as k accumulating GEMMs."""
-    w = np.asarray(conv.weight)  # (out, k, in)
-    b, t, _ = x.shape
-    xp = np.pad(x, ((0, 0), ((k - 1) // 2, k // 2), (0, 0))) if k > 1 else x
-    y = np.empty((b, t, w.shape[0]), np.float32)
-    for i in range(b):
-        y[i] = xp[i, :t] @ w[:, 0].T
-        for j in range(1, k):
-            y[i] += xp[i, j: j + t] @ w[:, j].T
-    y += np.asarray(conv.bias)
-    return y
-
 
 class _Conv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
@@ -244,27 +166,10 @@ class Encoder(nn.Module):
         # every position valid (one sequence, or equal lengths): masking would change nothing
         attn_mask = None if bool(mx.all(m > 0)) else (m[:, :, None] * m[:, None, :])[:, None]  # (B, 1, T, T)
         if attn_mask is None and forms.is_cpu():
-            return mx.array(self.forward_numpy(np.array(x, np.float32)))
+            return mx.array(cpu_attention.encoder(self, np.array(x, np.float32)))
         x = x * x_mask
         for attn, norm1, ffn, norm2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
                                            self.norm_layers_2):
             x = norm1(x + attn(x, attn_mask))
             x = norm2(x + ffn(x, x_mask))
         return x * x_mask
-
-    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
-        """Every frame valid, on the CPU: the whole stack in numpy (B, T, C) -> (B, T, C).
-
-        Measured for 32 s of a v2 voice's six layers: 1.1 s in MLX, 0.85 s with only the
-        attention core in numpy (numpy's BLAS threads, still spinning after each call, slow the
-        MLX matmul that follows), 0.4 s all in numpy.
-        """
-        for attn, norm1, ffn, norm2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
-                                           self.norm_layers_2):
-            y = attn.forward_numpy(x)
-            y += x
-            x = layer_norm_numpy(y, norm1.gamma, norm1.beta, norm1.eps, inplace=True)
-            y = ffn.forward_numpy(x)
-            y += x
-            x = layer_norm_numpy(y, norm2.gamma, norm2.beta, norm2.eps, inplace=True)
-        return x
