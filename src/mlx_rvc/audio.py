@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -177,26 +175,41 @@ SUBTYPES = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}  # soundfile subtype -> bit
 class AudioWriter:
     """Writes mono audio in [-1, 1] to ``path`` block by block, atomically.
 
-    Blocks go to a temporary file beside ``path``, renamed into place when the ``with`` block
-    ends without an error (and removed otherwise). The container follows the suffix (.wav,
-    .flac, .ogg, .mp3); samples beyond ±1 are clipped; NaN or infinite samples are refused.
+    Blocks go to a temporary file beside ``path`` (see :mod:`mlx_rvc.safety`), renamed into
+    place when the ``with`` block ends without an error (and removed otherwise). An existing file
+    at ``path`` is replaced only with ``overwrite`` (a folder never is), and ``inputs`` are never
+    written over. The container follows the suffix (.wav, .flac, .ogg, .mp3); samples beyond ±1
+    are clipped; NaN or infinite samples are refused.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, *, subtype: str = "PCM_16"):
+    def __init__(self, path: str | Path, sample_rate: int, *, subtype: str = "PCM_16", overwrite: bool = True,
+                 inputs: Iterable[str | Path] = ()):
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.subtype = subtype
+        self.overwrite = overwrite
+        self.inputs = tuple(inputs)
 
     def __enter__(self) -> AudioWriter:
+        import contextlib
+
         import soundfile as sf
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
+        from .safety import atomic_file
+
+        self._stack = contextlib.ExitStack()
         try:
-            self._sf = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate, channels=1, subtype=self.subtype)
-        except BaseException:
-            Path(self._tmp).unlink(missing_ok=True)
+            tmp = self._stack.enter_context(atomic_file(self.path, overwrite=self.overwrite, inputs=self.inputs))
+            self._sf = sf.SoundFile(str(tmp), "w", samplerate=self.sample_rate, channels=1, subtype=self.subtype,
+                                    format=_FORMATS.get(self.path.suffix.lower()))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, MlxRvcError):
+                raise
+            raise AudioFileError(f"{self.path.name}: cannot write {self.sample_rate} Hz {self.subtype} audio "
+                                 f"({str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else type(exc).__name__})") from exc
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -209,14 +222,21 @@ class AudioWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._sf.close()
+        except BaseException as close_exc:
             if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            Path(self._tmp).unlink(missing_ok=True)
+                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
+            self._stack.__exit__(exc_type, exc, tb)
+            raise
+        self._stack.__exit__(exc_type, exc, tb)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> Path:
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # the MPEG-1/2/2.5 rates
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16",
+                overwrite: bool = True, inputs: Iterable[str | Path] = ()) -> Path:
     """Write mono audio in [-1, 1] to ``path`` atomically (see :class:`AudioWriter`)."""
-    with AudioWriter(path, sample_rate, subtype=subtype) as writer:
+    with AudioWriter(path, sample_rate, subtype=subtype, overwrite=overwrite, inputs=inputs) as writer:
         writer.write(audio)
     return Path(path)

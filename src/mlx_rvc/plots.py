@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -73,20 +71,16 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
     return fig
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a figure as PNG atomically, then close it."""
+def save_figure(fig, path: str | Path, *, dpi: int = 110, overwrite: bool = True, inputs=()) -> Path:
+    """Write a figure as PNG atomically (see :func:`mlx_rvc.safety.atomic_file`), then close it."""
     import matplotlib.pyplot as plt
 
+    from .safety import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path, overwrite=overwrite, inputs=inputs, what="picture") as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
     return path
