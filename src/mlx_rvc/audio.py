@@ -12,6 +12,20 @@ import numpy as np
 from .errors import MlxRvcError
 
 MAX_DECODED_SAMPLES = 4 * 3600 * 192000  # refuse to decode more than 4 h at 192 kHz (~11 GB of float32)
+# Decompression bombs: a damaged or forged header can make a 2 kB mp3 decode to a billion samples.
+# Real codecs stay far below this many samples per byte of file (digital silence in FLAC, the
+# most compressible case, is a few hundred); a short file may always decode to a minute.
+MAX_SAMPLES_PER_BYTE = 4096
+MIN_ALLOWED_SECONDS = 60
+
+
+def _sample_cap(size: int, rate: int) -> int:
+    """The most samples (over all channels) a file of ``size`` bytes may decode to."""
+    return min(MAX_DECODED_SAMPLES, max(size * MAX_SAMPLES_PER_BYTE, MIN_ALLOWED_SECONDS * max(rate, 1) * 2))
+
+
+def _bomb(path: Path, samples: int, size: int) -> AudioFileError:
+    return AudioFileError(f"{path.name}: {samples} samples from {size} bytes of file; damaged or not real audio")
 
 
 class AudioFileError(MlxRvcError, ValueError):
@@ -78,12 +92,18 @@ def _ffmpeg_blocks(path: Path, block: int):
     if not rate.isdigit() or int(rate) <= 0:
         raise AudioFileError(f"{path.name}: not audio (no decodable audio stream)")
 
+    cap = _sample_cap(path.stat().st_size, int(rate))
+
     def blocks():
+        produced = 0
         proc = subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
                                  "-acodec", "pcm_f32le", "-ac", "1", "-"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         try:
             while data := proc.stdout.read(block * 4):
+                produced += len(data) // 4
+                if produced > cap:
+                    raise _bomb(path, produced, path.stat().st_size)
                 yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
             err = proc.stderr.read().decode(errors="replace").strip().splitlines()
             if proc.wait() != 0:
@@ -115,13 +135,23 @@ def _open(path: str | Path, max_seconds: float | None):
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return _ffmpeg_blocks(path, DECODE_BLOCK)
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioFileError(f"{path.name}: damaged header ({info.samplerate} Hz, {info.channels} channels)")
     if info.frames * max(info.channels, 1) > MAX_DECODED_SAMPLES or (max_seconds and info.duration > max_seconds):
         raise AudioFileError(f"{path.name}: {info.duration / 3600:.1f} h of audio is more than this tool converts")
+    size = path.stat().st_size
+    cap = _sample_cap(size, int(info.samplerate))
+    if info.frames * info.channels > cap:
+        raise _bomb(path, info.frames * info.channels, size)
 
     def blocks():
+        produced = 0
         try:
             with sf.SoundFile(str(path)) as f:
                 for data in f.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True):
+                    produced += data.size
+                    if produced > cap:  # decodes past what it announced
+                        raise _bomb(path, produced, size)
                     yield data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{path.name}: unreadable audio ({str(exc).strip()[:120]})") from exc
