@@ -175,7 +175,7 @@ def convert(
     except (MlxRvcError, OSError, ValueError) as exc:
         refuse(_one_line(exc))
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {_escape(w)}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {_escape(w)}", highlight=False, soft_wrap=True)
     try:
         from .pipeline import VoiceConverter
 
@@ -207,11 +207,13 @@ def convert(
                 speed = r.seconds / r.audio_seconds if r.audio_seconds else 0
                 console.print(f"[green]ok[/] {_escape(str(r.input))} -> {_escape(str(r.output))} "
                               f"({r.seconds:.1f} s, {speed:.2f} s per s of audio)"
-                              + (f"; {_escape(r.note)}" if r.note else ""), highlight=False)
+                              + (f"; {_escape(r.note)}" if r.note else ""), highlight=False, soft_wrap=True)
             elif r.status == "skipped":
-                console.print(f"[yellow]skipped[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False)
+                console.print(f"[yellow]skipped[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False,
+                              soft_wrap=True)
             else:
-                console.print(f"[red]failed[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False)
+                console.print(f"[red]failed[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False,
+                              soft_wrap=True)
         console.print(f"{counts['converted']} converted, {counts['skipped']} skipped, {counts['failed']} failed",
                       highlight=False)
     raise typer.Exit(1 if counts["failed"] else 0)
