@@ -343,3 +343,20 @@ def test_sigterm_during_a_conversion_leaves_no_temporary(home, tmp_path):
         assert not (out / "long.bob.wav").exists()
     else:  # it finished before the signal: then the output is complete
         assert proc.returncode == 0 and sf.info(out / "long.bob.wav").frames > 0
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "demo_converted.wav").write_bytes(b"a user's file")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "did not make" in result.output
+    assert (tmp_path / "demo_converted.wav").read_bytes() == b"a user's file"
+
+
+def test_a_folder_search_skips_the_output_folder_inside_it(home, clips):
+    out = clips / "converted"
+    first = runner.invoke(app, ["convert", str(clips / "y.wav"), "-m", "bob", "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["convert", str(clips), "-m", "bob", "-o", str(out), "--json"])
+    report = json.loads(second.output[second.output.index("{"):])
+    assert not any("/converted/" in f["input"] for f in report["files"])
+    assert report["skipped"] == 1 and report["converted"] == 2  # y.wav's output was already there

@@ -164,6 +164,12 @@ def convert(
         warnings = preflight(model, options, encoder=encoder, pitch_model=pitch_model,
                              f0_method_given=f0_method is not None)
         files = find_inputs(inputs)
+        out_folder = (out if out is not None and (out.is_dir() or out.suffix.lower() not in _audio_suffixes())
+                      else Path("converted") if out is None else None)
+        if out_folder is not None and out_folder.is_dir():  # earlier outputs found by a folder search are no inputs
+            explicit = {p.resolve() for p in inputs if not p.is_dir()}
+            real_out = out_folder.resolve()
+            files = [f for f in files if f.resolve() in explicit or not f.resolve().is_relative_to(real_out)]
         if not files:
             refuse("no audio files found in the inputs")
         if out is not None and len(files) > 1 and out.exists() and not out.is_dir():
@@ -456,7 +462,10 @@ def demo(
     console.print("Building an [bold]untrained[/] voice (RVC v1 40 kHz, full size) and a small untrained "
                   "content encoder.\nThey are random: the result is a buzz that follows the speech's pitch "
                   "and rhythm, not a voice.")
-    result = run_demo(out, seed=seed)
+    try:
+        result = run_demo(out, seed=seed)
+    except (MlxRvcError, OSError, ValueError) as exc:
+        _fail(_one_line(exc))
     table = Table("stage", "seconds", box=None)
     for stage, secs in result.timings.items():
         table.add_row(stage, f"{secs:.2f}")
