@@ -193,6 +193,10 @@ def import_model(source: str | Path, *, out: str | Path | None = None, name: str
     if _same_import(target, digest, dtype, index_digest):
         return ImportResult(target, read.kind, True)
     config, weights = convert(read)
+    if index is not None:  # an index of the wrong width would only fail at the first conversion
+        from .retrieval import load_index
+
+        load_index(index, dim=config.get("phone_channels"))
     config.update(source_name=src.name, source_sha256=digest)
     if index is not None:
         config["index_sha256"] = index_digest

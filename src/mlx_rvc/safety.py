@@ -32,7 +32,7 @@ from .errors import MlxRvcError
 
 TEMP_PREFIX = ".mlx-rvc-tmp."
 _TEMP_RE = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)\.")
-MAX_NAME = 128  # characters in a library name
+MAX_NAME = 64  # characters in a library name
 
 
 class InvalidNameError(MlxRvcError, ValueError):
@@ -58,7 +58,7 @@ class Terminated(BaseException):
 def check_name(name: str, *, what: str = "name") -> str:
     """``name`` if it is a plain file-name component safe inside the library; else InvalidNameError."""
     if not isinstance(name, str) or not name.strip():
-        raise InvalidNameError(f"{what} is empty")
+        raise InvalidNameError(f"invalid {what}: it is empty")
     reason = None
     if name in (".", ".."):
         reason = "is a relative folder reference"
@@ -75,7 +75,7 @@ def check_name(name: str, *, what: str = "name") -> str:
     elif len(name) > MAX_NAME:
         reason = f"is longer than {MAX_NAME} characters"
     if reason:
-        raise InvalidNameError(f"{what} {name!r} {reason}; use one plain name like 'my_voice'")
+        raise InvalidNameError(f"invalid {what} {name!r}: it {reason}; use one plain name like 'my_voice'")
     return name
 
 
