@@ -13,6 +13,7 @@ from mlx_rvc import artifact
 from mlx_rvc.errors import ModelConfigError, TrainingCheckpointError, UnknownModelError
 from mlx_rvc.importer import convert, import_model, read_source
 from mlx_rvc.models import synthesizer as synth
+from mlx_rvc.safety import OutputExistsError
 
 from .conftest import FIXTURES, MODELS
 
@@ -65,7 +66,9 @@ def test_reimport_is_idempotent(tmp_path):
     second = import_model(src, out=tmp_path / "v")
     assert not first.unchanged and second.unchanged
     assert (first.path / artifact.WEIGHTS_NAME).stat().st_mtime_ns == stamp
-    third = import_model(src, out=tmp_path / "v", dtype="float16")
+    with pytest.raises(OutputExistsError, match="--overwrite"):  # another import is not silently replaced
+        import_model(src, out=tmp_path / "v", dtype="float16")
+    third = import_model(src, out=tmp_path / "v", dtype="float16", overwrite=True)
     assert not third.unchanged
 
 
@@ -97,7 +100,7 @@ def test_failed_rewrite_keeps_previous_model(tmp_path, monkeypatch):
     before = (good / artifact.WEIGHTS_NAME).read_bytes()
     monkeypatch.setattr(safetensors.numpy, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("io")))
     with pytest.raises(OSError):
-        import_model(WEIGHTS / "v1_32k_f0.pth", out=tmp_path / "voice", dtype="float16")
+        import_model(WEIGHTS / "v1_32k_f0.pth", out=tmp_path / "voice", dtype="float16", overwrite=True)
     assert (good / artifact.WEIGHTS_NAME).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voice"]
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +48,14 @@ def _cast(weights: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
 
 
 def write_model_dir(out_dir: str | Path, *, config: dict[str, Any], weights: dict[str, np.ndarray],
-                    dtype: str = "float32", extra_files: dict[str, Path] | None = None) -> Path:
+                    dtype: str = "float32", extra_files: dict[str, Path] | None = None,
+                    overwrite: bool = True) -> Path:
     """Atomically write (or replace) a model directory.
 
     Args:
-        out_dir: the directory to create; an existing one is replaced only once the new one is
-            complete.
+        out_dir: the directory to create. An existing one is replaced, once the new one is
+            complete, only with ``overwrite`` and only if it is a model directory this project
+            wrote or an empty one: anything else is refused (see :func:`mlx_rvc.safety.atomic_dir`).
         config: JSON-serialisable named fields; must include ``model_type``.
         weights: name -> array; floating arrays are stored as ``dtype``.
         dtype: ``float32`` (parity) or ``float16`` (half the size).
@@ -63,28 +63,17 @@ def write_model_dir(out_dir: str | Path, *, config: dict[str, Any], weights: dic
     """
     from safetensors.numpy import save_file
 
+    from .safety import atomic_dir
+
     if "model_type" not in config:
         raise ValueError("config must name its model_type")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     config = {**config, "format_version": FORMAT_VERSION, "dtype": dtype}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_file(_cast(weights, dtype), str(tmp / WEIGHTS_NAME), metadata={"format": "mlx-rvc"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for dest, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / dest)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old.{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:
@@ -102,6 +91,47 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
             f"{model_dir}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}; re-import the model"
         )
     return config
+
+
+def damage(model_dir: str | Path, model_type: str | None = None) -> str | None:
+    """Why a model directory cannot be loaded (one line), or None when it looks whole.
+
+    Cheap: reads ``config.json`` and the safetensors header, never the weights.
+    """
+    import struct
+
+    model_dir = Path(model_dir)
+    try:
+        config = read_config(model_dir)
+    except FileNotFoundError:
+        return f"no {CONFIG_NAME}"
+    except (ModelConfigError, OSError, UnicodeDecodeError) as exc:
+        return str(exc).replace(str(model_dir / CONFIG_NAME), CONFIG_NAME).replace(str(model_dir), "folder")
+    if not isinstance(config, dict) or "model_type" not in config:
+        return f"{CONFIG_NAME} names no model_type"
+    if model_type is not None and config.get("model_type") != model_type:
+        return f"holds a {config.get('model_type')!r} model, not a {model_type!r} one"
+    path = model_dir / WEIGHTS_NAME
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{WEIGHTS_NAME} is truncated"
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100 << 20):
+                return f"{WEIGHTS_NAME} is truncated or not a safetensors file"
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        return f"no {WEIGHTS_NAME}"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{WEIGHTS_NAME} is unreadable ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return f"{WEIGHTS_NAME} has a malformed header"
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if ends and max(ends) > size - 8 - n:
+        return f"{WEIGHTS_NAME} is truncated ({size} bytes, its header needs {8 + n + max(ends)})"
+    return None
 
 
 def read_weights_mx(model_dir: str | Path) -> dict:

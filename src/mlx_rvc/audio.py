@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -14,6 +12,20 @@ import numpy as np
 from .errors import MlxRvcError
 
 MAX_DECODED_SAMPLES = 4 * 3600 * 192000  # refuse to decode more than 4 h at 192 kHz (~11 GB of float32)
+# Decompression bombs: a damaged or forged header can make a 2 kB mp3 decode to a billion samples.
+# Real codecs stay far below this many samples per byte of file (digital silence in FLAC, the
+# most compressible case, is a few hundred); a short file may always decode to a minute.
+MAX_SAMPLES_PER_BYTE = 4096
+MIN_ALLOWED_SECONDS = 60
+
+
+def _sample_cap(size: int, rate: int) -> int:
+    """The most samples (over all channels) a file of ``size`` bytes may decode to."""
+    return min(MAX_DECODED_SAMPLES, max(size * MAX_SAMPLES_PER_BYTE, MIN_ALLOWED_SECONDS * max(rate, 1) * 2))
+
+
+def _bomb(path: Path, samples: int, size: int) -> AudioFileError:
+    return AudioFileError(f"{path.name}: {samples} samples from {size} bytes of file; damaged or not real audio")
 
 
 class AudioFileError(MlxRvcError, ValueError):
@@ -80,12 +92,18 @@ def _ffmpeg_blocks(path: Path, block: int):
     if not rate.isdigit() or int(rate) <= 0:
         raise AudioFileError(f"{path.name}: not audio (no decodable audio stream)")
 
+    cap = _sample_cap(path.stat().st_size, int(rate))
+
     def blocks():
+        produced = 0
         proc = subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
                                  "-acodec", "pcm_f32le", "-ac", "1", "-"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         try:
             while data := proc.stdout.read(block * 4):
+                produced += len(data) // 4
+                if produced > cap:
+                    raise _bomb(path, produced, path.stat().st_size)
                 yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
             err = proc.stderr.read().decode(errors="replace").strip().splitlines()
             if proc.wait() != 0:
@@ -117,13 +135,23 @@ def _open(path: str | Path, max_seconds: float | None):
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return _ffmpeg_blocks(path, DECODE_BLOCK)
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioFileError(f"{path.name}: damaged header ({info.samplerate} Hz, {info.channels} channels)")
     if info.frames * max(info.channels, 1) > MAX_DECODED_SAMPLES or (max_seconds and info.duration > max_seconds):
         raise AudioFileError(f"{path.name}: {info.duration / 3600:.1f} h of audio is more than this tool converts")
+    size = path.stat().st_size
+    cap = _sample_cap(size, int(info.samplerate))
+    if info.frames * info.channels > cap:
+        raise _bomb(path, info.frames * info.channels, size)
 
     def blocks():
+        produced = 0
         try:
             with sf.SoundFile(str(path)) as f:
                 for data in f.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True):
+                    produced += data.size
+                    if produced > cap:  # decodes past what it announced
+                        raise _bomb(path, produced, size)
                     yield data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{path.name}: unreadable audio ({str(exc).strip()[:120]})") from exc
@@ -177,26 +205,41 @@ SUBTYPES = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}  # soundfile subtype -> bit
 class AudioWriter:
     """Writes mono audio in [-1, 1] to ``path`` block by block, atomically.
 
-    Blocks go to a temporary file beside ``path``, renamed into place when the ``with`` block
-    ends without an error (and removed otherwise). The container follows the suffix (.wav,
-    .flac, .ogg, .mp3); samples beyond ±1 are clipped; NaN or infinite samples are refused.
+    Blocks go to a temporary file beside ``path`` (see :mod:`mlx_rvc.safety`), renamed into
+    place when the ``with`` block ends without an error (and removed otherwise). An existing file
+    at ``path`` is replaced only with ``overwrite`` (a folder never is), and ``inputs`` are never
+    written over. The container follows the suffix (.wav, .flac, .ogg, .mp3); samples beyond ±1
+    are clipped; NaN or infinite samples are refused.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, *, subtype: str = "PCM_16"):
+    def __init__(self, path: str | Path, sample_rate: int, *, subtype: str = "PCM_16", overwrite: bool = True,
+                 inputs: Iterable[str | Path] = ()):
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.subtype = subtype
+        self.overwrite = overwrite
+        self.inputs = tuple(inputs)
 
     def __enter__(self) -> AudioWriter:
+        import contextlib
+
         import soundfile as sf
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
+        from .safety import atomic_file
+
+        self._stack = contextlib.ExitStack()
         try:
-            self._sf = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate, channels=1, subtype=self.subtype)
-        except BaseException:
-            Path(self._tmp).unlink(missing_ok=True)
+            tmp = self._stack.enter_context(atomic_file(self.path, overwrite=self.overwrite, inputs=self.inputs))
+            self._sf = sf.SoundFile(str(tmp), "w", samplerate=self.sample_rate, channels=1, subtype=self.subtype,
+                                    format=_FORMATS.get(self.path.suffix.lower()))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, MlxRvcError):
+                raise
+            raise AudioFileError(f"{self.path.name}: cannot write {self.sample_rate} Hz {self.subtype} audio "
+                                 f"({str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else type(exc).__name__})") from exc
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -209,14 +252,21 @@ class AudioWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._sf.close()
+        except BaseException as close_exc:
             if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            Path(self._tmp).unlink(missing_ok=True)
+                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
+            self._stack.__exit__(exc_type, exc, tb)
+            raise
+        self._stack.__exit__(exc_type, exc, tb)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> Path:
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # the MPEG-1/2/2.5 rates
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16",
+                overwrite: bool = True, inputs: Iterable[str | Path] = ()) -> Path:
     """Write mono audio in [-1, 1] to ``path`` atomically (see :class:`AudioWriter`)."""
-    with AudioWriter(path, sample_rate, subtype=subtype) as writer:
+    with AudioWriter(path, sample_rate, subtype=subtype, overwrite=overwrite, inputs=inputs) as writer:
         writer.write(audio)
     return Path(path)

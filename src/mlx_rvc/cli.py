@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print("[bold red]error:[/] " + _escape(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -45,6 +45,18 @@ def _settings(
         _fail(str(exc))
 
 
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _one_line(exc: BaseException) -> str:
+    from .batch import one_line
+
+    return one_line(exc)
+
+
 @app.command()
 def info() -> None:
     """Show versions, the compute device and which BLAS serves MLX's CPU matmuls."""
@@ -63,6 +75,7 @@ def import_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="name in the model library (default: file stem)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the model directory here instead"),
     dtype: str = typer.Option("float32", "--dtype", help="stored precision: float32 or float16"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing model of that name/folder"),
 ) -> None:
     """Import a checkpoint safely (no pickled code runs) into an MLX model directory."""
     from .importer import import_model
@@ -70,9 +83,9 @@ def import_cmd(
     if name is not None and out is not None:
         _fail("give --name or --out, not both")
     try:
-        result = import_model(source, out=out, name=name, dtype=dtype, index=index)
-    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        result = import_model(source, out=out, name=name, dtype=dtype, index=index, overwrite=overwrite)
+    except (MlxRvcError, OSError, ValueError) as exc:
+        _fail(_one_line(exc))
     state = "already imported" if result.unchanged else "imported"
     console.print(f"{state}: {result.model_type} -> {result.path}")
 
@@ -129,7 +142,7 @@ def convert(
     model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (one input) or folder [./converted]"),
     pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
-    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest or dio"),
+    f0_method: Optional[str] = typer.Option(None, "--f0-method", help="rmvpe, pm, harvest or dio [rmvpe]"),
     index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
     index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
     protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
@@ -139,70 +152,116 @@ def convert(
     f0_file: Optional[Path] = typer.Option(None, "--f0-file", help="CSV of seconds,Hz replacing the tracked pitch"),
     resample_sr: int = typer.Option(0, "--resample-sr", help="output rate in Hz (0 = the voice's)"),
     speaker: int = typer.Option(0, "--speaker", help="speaker id of multi-speaker voices"),
-    seed: int = typer.Option(0, "--seed", help="seed of the random draws"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random draws (≥ 0)"),
     fmt: str = typer.Option("wav", "--format", help="wav, flac, ogg or mp3"),
     bit_depth: int = typer.Option(16, "--bit-depth", help="16, 24 or 32 (float)"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="content encoder (default: the library's)"),
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs (default: skip them)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
-    """Convert audio files into a voice. Exit status: 0 all converted, 1 some failed, 2 nothing could start."""
+    """Convert audio files into a voice. Exit status: 0 all converted (or skipped), 1 some failed,
+    2 nothing could start."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .batch import convert_files, find_inputs
+    from .batch import convert_files, find_inputs, options_error, preflight, summary
     from .options import ConversionOptions
-    from .pipeline import VoiceConverter
+    from .safety import writable_folder
+
+    def refuse(message: str) -> None:
+        if as_json:
+            print(json.dumps({"error": message, "converted": 0, "skipped": 0, "failed": 0, "files": []}, indent=2))
+        _fail(message)
 
     try:
         options = ConversionOptions(
-            pitch=pitch, f0_method=f0_method, index_path=index, index_rate=index_rate, protect=protect,
+            pitch=pitch, f0_method=f0_method or "rmvpe", index_path=index, index_rate=index_rate, protect=protect,
             rms_mix_rate=rms_mix_rate, filter_radius=filter_radius, unvoiced=unvoiced, f0_file=f0_file,
             resample_sr=resample_sr, speaker=speaker, seed=seed, output_format=fmt, bit_depth=bit_depth)
+    except ValueError as exc:
+        refuse(str(options_error(exc)))
+    try:
+        warnings = preflight(model, options, encoder=encoder, pitch_model=pitch_model,
+                             f0_method_given=f0_method is not None)
         files = find_inputs(inputs)
+        out_folder = (out if out is not None and (out.is_dir() or out.suffix.lower() not in _audio_suffixes())
+                      else Path("converted") if out is None else None)
+        if out_folder is not None and out_folder.is_dir():  # earlier outputs found by a folder search are no inputs
+            explicit = {p.resolve() for p in inputs if not p.is_dir()}
+            real_out = out_folder.resolve()
+            files = [f for f in files if f.resolve() in explicit or not f.resolve().is_relative_to(real_out)]
         if not files:
-            _fail("no audio files found in the inputs")
+            refuse("no audio files found in the inputs")
+        if out is not None and len(files) > 1 and out.exists() and not out.is_dir():
+            refuse(f"--out {out} is a file; with several inputs give a folder")
         roots = {f: p for p in inputs if p.is_dir() for f in files if f.is_relative_to(p)}
+        single_file = len(files) == 1 and out is not None and out.suffix.lower() in _audio_suffixes() and not out.is_dir()
+        writable_folder(out.parent if single_file else (out if out is not None else Path("converted")),
+                        what="output folder")
+    except (MlxRvcError, OSError, ValueError) as exc:
+        refuse(_one_line(exc))
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {_escape(w)}", highlight=False, soft_wrap=True)
+    try:
+        from .pipeline import VoiceConverter
+
         converter = VoiceConverter(model, encoder=encoder, pitch_model=pitch_model)
-    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    except (MlxRvcError, OSError, ValueError, RuntimeError) as exc:
+        refuse(f"voice {model!r}: {_one_line(exc)}")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err_console, disable=as_json) as bar:
         files_task = bar.add_task("files", total=len(files))
         step = bar.add_task("", total=1.0)
 
         def on_file(i: int, path: Path) -> None:
-            bar.update(files_task, completed=i, description=f"file {i + 1}/{len(files)}: {path.name}")
+            bar.update(files_task, completed=i, description=f"file {i + 1}/{len(files)}: {_escape(path.name)}")
             bar.reset(step)
 
         def on_progress(stage: str, fraction: float) -> None:
             bar.update(step, completed=fraction, description=f"  {stage}")
 
-        results = convert_files(converter, files, options, out=out, roots=roots, on_file=on_file,
-                                progress=on_progress)
+        results = convert_files(converter, files, options, out=out, roots=roots, overwrite=overwrite,
+                                on_file=on_file, progress=on_progress)
         bar.update(files_task, completed=len(files))
+    counts = summary(results)
     if as_json:
-        print(json.dumps({"voice": converter.voice.name, "options": options.as_dict(),
-                          "files": [r.as_dict() for r in results]}, indent=2))
+        print(json.dumps({"voice": converter.voice.name, "options": options.as_dict(), **counts,
+                          "warnings": warnings, "files": [r.as_dict() for r in results]}, indent=2))
     else:
         for r in results:
-            if r.ok:
+            if r.status == "converted":
                 speed = r.seconds / r.audio_seconds if r.audio_seconds else 0
-                console.print(f"[green]ok[/] {r.input} -> {r.output} ({r.seconds:.1f} s, {speed:.2f} s per s of audio)")
+                console.print(f"[green]ok[/] {_escape(str(r.input))} -> {_escape(str(r.output))} "
+                              f"({r.seconds:.1f} s, {speed:.2f} s per s of audio)"
+                              + (f"; {_escape(r.note)}" if r.note else ""), highlight=False, soft_wrap=True)
+            elif r.status == "skipped":
+                console.print(f"[yellow]skipped[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False,
+                              soft_wrap=True)
             else:
-                console.print(f"[red]failed[/] {r.input}: {r.error}")
-    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+                console.print(f"[red]failed[/] {_escape(str(r.input))}: {_escape(r.error or '')}", highlight=False,
+                              soft_wrap=True)
+        console.print(f"{counts['converted']} converted, {counts['skipped']} skipped, {counts['failed']} failed",
+                      highlight=False)
+    raise typer.Exit(1 if counts["failed"] else 0)
+
+
+def _audio_suffixes() -> set[str]:
+    from .batch import AUDIO_SUFFIXES
+
+    return AUDIO_SUFFIXES
 
 
 @app.command()
 def f0(
     input: Path = typer.Argument(..., help="audio file"),
     method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest or dio"),
-    pitch: int = typer.Option(0, "--pitch", help="shift in semitones"),
+    pitch: int = typer.Option(0, "--pitch", help="shift in semitones (-24..24)"),
     unvoiced: str = typer.Option("keep", "--unvoiced", help="keep (0 Hz) or interpolate unvoiced frames"),
-    filter_radius: int = typer.Option(3, "--filter-radius", help="≥3 median-filters harvest/dio"),
+    filter_radius: int = typer.Option(3, "--filter-radius", help="0..7; ≥3 median-filters harvest/dio"),
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write seconds,Hz CSV here"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="write waveform/spectrogram with the f0 curve"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing --out/--plot files"),
 ) -> None:
     """Track the pitch of a recording: a CSV contour and a picture."""
     import numpy as np
@@ -210,8 +269,27 @@ def f0(
     from . import pitch as pitch_mod
     from .audio import load_audio
     from .pipeline import prepare_input
+    from .safety import atomic_file, check_not_input, check_target
 
+    if method not in pitch_mod.METHODS:
+        _fail(f"--method: unknown method {method!r}; choose one of {', '.join(pitch_mod.METHODS)}")
+    if not -24 <= pitch <= 24:
+        _fail(f"--pitch must be in -24..24 semitones, got {pitch}")
+    if not 0 <= filter_radius <= 7:
+        _fail(f"--filter-radius must be in 0..7, got {filter_radius}")
+    if unvoiced not in ("keep", "interpolate"):
+        _fail(f"--unvoiced must be keep or interpolate, got {unvoiced!r}")
     try:
+        for option, target in (("--out", out), ("--plot", plot)):
+            if target is not None:
+                check_not_input(target, [input], what=option)
+                check_target(target, overwrite=overwrite, what=option)
+        if out is not None and plot is not None and _same_path(out, plot):
+            _fail("--out and --plot name the same file")
+        from .store import resolve
+
+        if method == "rmvpe":
+            resolve(pitch_model, "rmvpe")
         audio, sr = load_audio(input)
         x16 = prepare_input(audio, sr)  # what a conversion tracks: checked, mono, 16 kHz, peak-guarded
         model = None
@@ -223,26 +301,29 @@ def f0(
         frames = len(x16) // 160
         _, hz = pitch_mod.postprocess(pitch_mod.align(raw, method=method, p_len=frames)[:frames],
                                       semitones=pitch, unvoiced=unvoiced)
-    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    times = np.arange(len(hz)) * 0.01
-    voiced = hz > 0
-    if out is not None:
-        import os
-        import tempfile
+        times = np.arange(len(hz)) * 0.01
+        voiced = hz > 0
+        if out is not None:
+            with atomic_file(out, overwrite=overwrite, inputs=[input], what="--out") as tmp:
+                with open(tmp, "w") as fh:
+                    fh.write("seconds,hz\n")
+                    fh.writelines(f"{t:.2f},{f:.3f}\n" for t, f in zip(times, hz))
+        if plot is not None:
+            from .plots import comparison_figure, save_figure
 
-        fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", suffix=".csv")
-        with os.fdopen(fd, "w") as fh:
-            fh.write("seconds,hz\n")
-            fh.writelines(f"{t:.2f},{f:.3f}\n" for t, f in zip(times, hz))
-        os.replace(tmp, out)
-    if plot is not None:
-        from .plots import comparison_figure, save_figure
-
-        save_figure(comparison_figure([(input.name, audio, sr)], f0=[hz]), plot)
+            save_figure(comparison_figure([(input.name, audio, sr)], f0=[hz]), plot, overwrite=overwrite,
+                        inputs=[input] + ([out] if out is not None else []))
+    except (MlxRvcError, OSError, ValueError) as exc:
+        _fail(_one_line(exc))
     median = float(np.median(hz[voiced])) if voiced.any() else 0.0
     console.print(f"{input.name}: {len(hz)} frames, {voiced.mean():.0%} voiced, median {median:.1f} Hz"
-                  + (f", wrote {out}" if out else "") + (f", {plot}" if plot else ""))
+                  + (f", wrote {out}" if out else "") + (f", {plot}" if plot else ""), highlight=False, markup=False)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    import os
+
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 @app.command()
@@ -250,6 +331,7 @@ def compare(
     a: Path = typer.Argument(..., help="first audio file (the reference)"),
     b: Path = typer.Argument(..., help="second audio file"),
     png: Optional[Path] = typer.Option(None, "--png", help="write waveforms and spectrograms side by side"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --png file"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Compare two audio files: spectrogram and waveform correlation, RMS ratio, and a picture."""
@@ -257,12 +339,16 @@ def compare(
 
     from .audio import load_audio, resample
     from .metrics import audio_diff
+    from .safety import check_not_input, check_target
 
     try:
+        if png is not None:
+            check_not_input(png, [a, b], what="--png")
+            check_target(png, overwrite=overwrite, what="--png")
         xa, sra = load_audio(a)
         xb, srb = load_audio(b)
-    except (MlxRvcError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    except (MlxRvcError, OSError, ValueError) as exc:
+        _fail(_one_line(exc))
     for path, x in ((a, xa), (b, xb)):
         if not np.all(np.isfinite(x)):
             _fail(f"{path.name}: contains NaN or infinite samples")
@@ -273,32 +359,37 @@ def compare(
     if png is not None:
         from .plots import comparison_figure, save_figure
 
-        save_figure(comparison_figure([(a.name, xa, sra), (b.name, xb, srb)]), png)
+        try:
+            save_figure(comparison_figure([(a.name, xa, sra), (b.name, xb, srb)]), png, overwrite=overwrite,
+                        inputs=[a, b])
+        except (MlxRvcError, OSError, ValueError) as exc:
+            _fail(_one_line(exc))
         report["png"] = str(png)
     if as_json:
         print(json.dumps(report, indent=2))
         return
     for k, v in report.items():
-        console.print(f"{k:>14}: {v:.6g}" if isinstance(v, float) else f"{k:>14}: {v}")
+        console.print(f"{k:>14}: {v:.6g}" if isinstance(v, float) else f"{k:>14}: {v}", highlight=False, markup=False)
 
 
 @app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """List the imported voices, content encoders and pitch models."""
+    """List the imported voices, content encoders and pitch models (damaged entries with the reason)."""
     from .importer import home
     from .store import list_models
 
-    models = list_models()
+    models = list_models(include_damaged=True)
     if as_json:
-        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), "summary": m.summary()}
-                          for m in models], indent=2))
+        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), "summary": m.summary(),
+                           "damaged": m.damaged} for m in models], indent=2))
         return
     if not models:
-        console.print(f"no models in {home()}; import one with `mlx-rvc import`")
+        console.print(f"no models in {_escape(str(home()))}; import one with `mlx-rvc import`", highlight=False)
         return
     table = Table("name", "kind", "details", "path")
     for m in models:
-        table.add_row(m.name, m.kind, m.summary(), str(m.path))
+        details = f"[red]{_escape(m.summary())}[/]" if m.damaged else _escape(m.summary())
+        table.add_row(_escape(m.name), m.kind, details, _escape(str(m.path)))
     console.print(table)
 
 
@@ -308,13 +399,16 @@ def remove(
     kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert or rmvpe"),
 ) -> None:
     """Delete a model from the library."""
+    from .importer import KINDS
     from .store import remove as remove_model
 
+    if kind not in KINDS:
+        _fail(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     try:
         path = remove_model(name, kind)
-    except (MlxRvcError, KeyError) as exc:
-        _fail(str(exc))
-    console.print(f"removed {path}")
+    except (MlxRvcError, OSError, KeyError) as exc:
+        _fail(_one_line(exc))
+    console.print(f"removed {_escape(str(path))}", highlight=False)
 
 
 @app.command()
@@ -398,7 +492,10 @@ def demo(
     console.print("Building an [bold]untrained[/] voice (RVC v1 40 kHz, full size) and a small untrained "
                   "content encoder.\nThey are random: the result is a buzz that follows the speech's pitch "
                   "and rhythm, not a voice.")
-    result = run_demo(out, seed=seed)
+    try:
+        result = run_demo(out, seed=seed)
+    except (MlxRvcError, OSError, ValueError) as exc:
+        _fail(_one_line(exc))
     table = Table("stage", "seconds", box=None)
     for stage, secs in result.timings.items():
         table.add_row(stage, f"{secs:.2f}")
@@ -425,12 +522,20 @@ def _print_report(report) -> None:
 
 
 def main() -> None:
+    from .safety import Terminated, install_signal_handlers, remove_temporaries
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C, so temporary files are removed
     try:
         app()
     except KeyboardInterrupt:
+        remove_temporaries()
         err_console.print("interrupted")
         sys.exit(130)
+    except Terminated as exc:
+        remove_temporaries()
+        err_console.print("terminated")
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

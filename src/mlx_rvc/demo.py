@@ -62,13 +62,28 @@ def _unpadded(f0, options):
     return f0[pad: len(f0) - pad]
 
 
+MARKER = ".mlx-rvc-demo"  # marks a folder the demo made: its outputs there may be replaced by the next run
+
+
+def _claim(out_dir: Path) -> Path:
+    """``out_dir`` if it is new, empty or an earlier demo's; a user's folder is refused (nothing in
+    it is ever replaced)."""
+    from .safety import UnsafeOutputError, writable_folder
+
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise UnsafeOutputError(f"--out {out_dir} is a folder the demo did not make; choose a new or empty one")
+    writable_folder(out_dir, what="demo folder")
+    (out_dir / MARKER).touch()
+    return out_dir
+
+
 def run_demo(out_dir: str | Path = "mlx-rvc-demo", *, seed: int = 0, input_path: Path = ASSET) -> DemoResult:
     from .audio import load_audio, write_audio
     from .options import ConversionOptions
     from .pipeline import VoiceConverter
     from .plots import comparison_figure, save_figure
 
-    out_dir = Path(out_dir)
+    out_dir = _claim(Path(out_dir))
     t0 = time.perf_counter()
     voice_dir, encoder_dir = build_models(out_dir / "models", seed=seed)
     converter = VoiceConverter(voice_dir, encoder=encoder_dir)

@@ -157,7 +157,7 @@ class ImportResult:
 
 
 def import_model(source: str | Path, *, out: str | Path | None = None, name: str | None = None,
-                 dtype: str = "float32", index: str | Path | None = None) -> ImportResult:
+                 dtype: str = "float32", index: str | Path | None = None, overwrite: bool = False) -> ImportResult:
     """Import a checkpoint into a model directory.
 
     Args:
@@ -166,28 +166,43 @@ def import_model(source: str | Path, *, out: str | Path | None = None, name: str
         name: library name (default: the source's file stem).
         dtype: ``float32`` or ``float16`` storage.
         index: a retrieval ``.index`` file to keep with a voice.
+        overwrite: replace an existing model directory made from another file or with other
+            options (never anything that is not a model directory).
 
     Re-importing the same source with the same options returns the existing directory untouched.
+    Raises :class:`~mlx_rvc.safety.InvalidNameError` for a name that is not one plain path
+    component, :class:`~mlx_rvc.safety.OutputExistsError` when the target exists (without
+    ``overwrite``), :class:`~mlx_rvc.safety.UnsafeOutputError` when it is not a model directory.
     """
+    from .safety import check_name, check_not_input
+
     if dtype not in artifact.DTYPES:
         raise ValueError(f"dtype must be one of {artifact.DTYPES}, got {dtype!r}")
     src = Path(source)
     if index is not None and not Path(index).is_file():
         raise FileNotFoundError(f"index file not found: {index}")
+    if out is None:
+        check_name(name if name is not None else src.stem, what="model name")
     read = read_source(src)
     if index is not None and read.kind != "rvc_voice":
         raise ValueError(f"--index belongs with a voice, but {src.name} is a {read.kind} model")
-    target = Path(out) if out is not None else home() / KINDS[read.kind][1] / (name or src.stem)
+    target = Path(out) if out is not None else home() / KINDS[read.kind][1] / (name if name is not None else src.stem)
+    check_not_input(target, [src] + ([Path(index)] if index is not None else []), what="model folder")
     digest = _source_digest(src)
     index_digest = artifact.sha256_file(index) if index is not None else None
     if _same_import(target, digest, dtype, index_digest):
         return ImportResult(target, read.kind, True)
     config, weights = convert(read)
+    if index is not None:  # an index of the wrong width would only fail at the first conversion
+        from .retrieval import load_index
+
+        load_index(index, dim=config.get("phone_channels"))
     config.update(source_name=src.name, source_sha256=digest)
     if index is not None:
         config["index_sha256"] = index_digest
     extra = {INDEX_NAME: Path(index)} if index is not None else {}
-    artifact.write_model_dir(target, config=config, weights=weights, dtype=dtype, extra_files=extra)
+    artifact.write_model_dir(target, config=config, weights=weights, dtype=dtype, extra_files=extra,
+                             overwrite=overwrite)
     return ImportResult(target, read.kind, False)
 
 

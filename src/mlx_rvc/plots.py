@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +10,21 @@ from .metrics import stft_magnitude
 
 SPEC_N_FFT = 1024  # samples per analysis window of the pictures
 SPEC_HOP = 256
-WAVEFORM_POINTS = 200_000  # beyond this many samples the waveform is drawn as an envelope
+WAVEFORM_POINTS = 4_000  # beyond this many samples the waveform is drawn as an envelope (the axes are ~700 px)
+SPEC_TOP_HZ = 8000  # the spectrogram shows 0..8 kHz
+SPEC_MAX_COLUMNS = 1400  # longer spectrograms are max-pooled to this many frames (twice the axes' pixels)
 
 
-def _spectrogram_db(x: np.ndarray) -> np.ndarray:
+def _spectrogram_db(x: np.ndarray, sr: int | None = None) -> np.ndarray:
+    """(bins, frames) in dB; with ``sr``, only the bins up to SPEC_TOP_HZ and at most
+    SPEC_MAX_COLUMNS frames (each the loudest of the frames it covers): what the picture shows."""
     mag = stft_magnitude(x, n_fft=SPEC_N_FFT, hop=SPEC_HOP).T  # (bins, frames)
+    if sr is not None:
+        mag = mag[: int(np.ceil(SPEC_TOP_HZ / (sr / SPEC_N_FFT))) + 1]
+        if mag.shape[1] > SPEC_MAX_COLUMNS:
+            step = -(-mag.shape[1] // SPEC_MAX_COLUMNS)
+            pad = (-mag.shape[1]) % step
+            mag = np.pad(mag, ((0, 0), (0, pad))).reshape(mag.shape[0], -1, step).max(axis=2)
     return 20 * np.log10(np.maximum(mag, 1e-5))
 
 
@@ -34,7 +42,8 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
     n = len(signals)
     fig, axes = plt.subplots(n, 2, figsize=(13, 2.8 * n), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.3]})
-    vmax = max((float(_spectrogram_db(x).max()) for _, x, _ in signals if len(x)), default=0.0)
+    specs = [_spectrogram_db(np.asarray(x, np.float32).ravel(), sr) if len(x) else None for _, x, sr in signals]
+    vmax = max((float(s.max()) for s in specs if s is not None and s.size), default=0.0)
     for row, (title, x, sr) in enumerate(signals):
         x = np.asarray(x, np.float32).ravel()
         t = np.arange(len(x)) / sr
@@ -51,11 +60,12 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
         ax.set_title(f"{title}: waveform", fontsize=9)
         ax.set_xlabel("s", fontsize=8)
         ax = axes[row][1]
-        if len(x) > 0:
-            spec = _spectrogram_db(x)
-            extent = (0, len(x) / sr, 0, sr / 2)
-            ax.imshow(spec, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmax - 90, vmax=vmax)
-            ax.set_ylim(0, min(sr / 2, 8000))
+        spec = specs[row]
+        if spec is not None and spec.size:
+            extent = (0, len(x) / sr, 0, (spec.shape[0] - 1) * sr / SPEC_N_FFT)
+            ax.imshow(spec, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=vmax - 90, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_ylim(0, min(sr / 2, SPEC_TOP_HZ))
         contour = f0[row] if f0 is not None and row < len(f0) else None
         if contour is not None and len(contour):
             tc = np.arange(len(contour)) / f0_rate
@@ -69,24 +79,23 @@ def comparison_figure(signals: list[tuple[str, np.ndarray, int]], *,
             f0_ax.tick_params(axis="y", labelsize=7, colors="cyan")
         ax.set_title(f"{title}: spectrogram (Hz)", fontsize=9)
         ax.set_xlabel("s", fontsize=8)
-    fig.tight_layout()
+    # fixed margins: tight_layout measures every label with a full extra text layout pass
+    rows = len(signals)
+    fig.subplots_adjust(left=0.05, right=0.94, bottom=0.5 / (2.8 * rows), top=1 - 0.3 / (2.8 * rows),
+                        wspace=0.22, hspace=0.55)
     return fig
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a figure as PNG atomically, then close it."""
+def save_figure(fig, path: str | Path, *, dpi: int = 110, overwrite: bool = True, inputs=()) -> Path:
+    """Write a figure as PNG atomically (see :func:`mlx_rvc.safety.atomic_file`), then close it."""
     import matplotlib.pyplot as plt
 
+    from .safety import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path, overwrite=overwrite, inputs=inputs, what="picture") as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
     return path

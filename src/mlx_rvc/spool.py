@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import tempfile
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+def _default_folder() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
 
 
 class Spool:
@@ -17,7 +23,18 @@ class Spool:
     """
 
     def __init__(self, folder: str | Path | None = None, *, width: int = 1):
-        self._file = tempfile.NamedTemporaryFile(prefix=".mlx-rvc-", suffix=".f32", dir=folder, delete=True)
+        from .safety import discard, make_temp
+
+        path = make_temp(folder if folder is not None else _default_folder(), ".f32")
+        try:
+            self._file = open(path, "w+b")
+        except BaseException:
+            discard(path)
+            raise
+        if os.name == "posix":  # an unlinked file lives while open and vanishes with the process, even on SIGKILL
+            discard(path)
+        else:
+            self._path = path
         self.width = width
         self._n = 0
         self.peak = 0.0  # largest |value| appended
@@ -30,6 +47,10 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+        if getattr(self, "_path", None):
+            from .safety import discard
+
+            discard(self._path)
 
     def __len__(self) -> int:
         return self._n

@@ -20,6 +20,21 @@ class ModelNotFoundError(MlxRvcError, LookupError):
     """No model of that name or path."""
 
 
+class DamagedModelError(MlxRvcError, ValueError):
+    """A library entry (or model directory) that cannot be loaded: missing or broken files."""
+
+
+WHAT = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}
+
+
+def _refuse_damaged(path: Path, kind: str, ref) -> Path:
+    reason = artifact.damage(path, kind)
+    if reason is not None:
+        raise DamagedModelError(f"{WHAT.get(kind, kind)} {str(ref)!r} is damaged ({reason}); "
+                                f"re-import it (or remove it from the library)")
+    return path
+
+
 def kind_dir(kind: str) -> Path:
     return home() / KINDS[kind][1]
 
@@ -32,17 +47,19 @@ def resolve(ref: str | Path | None, kind: str) -> Path:
     if ref is not None:
         p = Path(ref).expanduser()
         if (p / artifact.CONFIG_NAME).is_file():
-            return p
+            return _refuse_damaged(p, kind, ref)
         if p.suffix in (".pth", ".pt", ".bin", ".safetensors") and p.exists():
             raise ModelNotFoundError(f"{p} is a checkpoint: import it first (mlx-rvc import {p})")
-        candidate = kind_dir(kind) / str(ref)
-        if (candidate / artifact.CONFIG_NAME).is_file():
-            return candidate
+        name = str(ref)
+        if name and name not in (".", "..") and "/" not in name and "\\" not in name:
+            candidate = kind_dir(kind) / name
+            if candidate.is_dir():
+                return _refuse_damaged(candidate, kind, ref)
     available = [m.name for m in list_models(kind)]
     if ref is None and available:
         preferred = [n for n in available if n in ("hubert_base", "contentvec", "rmvpe")]
         return kind_dir(kind) / (preferred[0] if preferred else available[0])
-    what = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}[kind]
+    what = WHAT[kind]
     hint = f"available: {', '.join(available)}" if available else f"import one with `mlx-rvc import` ({home()})"
     named = f" {str(ref)!r}" if ref is not None else ""
     raise ModelNotFoundError(f"no {what}{named} found; {hint}")
@@ -54,12 +71,15 @@ class ModelInfo:
     kind: str
     path: Path
     config: dict[str, Any]
+    damaged: str | None = None  # why it cannot be loaded, for entries listed with include_damaged
 
     @property
     def has_index(self) -> bool:
         return (self.path / INDEX_NAME).is_file()
 
     def summary(self) -> str:
+        if self.damaged:
+            return f"DAMAGED: {self.damaged}"
         c = self.config
         if self.kind == "rvc_voice":
             return (f"{c.get('version')} {c.get('sample_rate', 0) // 1000}k {'f0' if c.get('f0') else 'no-f0'}, "
@@ -67,22 +87,30 @@ class ModelInfo:
         return f"{self.kind}, {c.get('dtype')}"
 
 
-def list_models(kind: str | None = None) -> list[ModelInfo]:
-    """Every imported model (of one kind), sorted by name; broken directories are skipped."""
+def list_models(kind: str | None = None, *, include_damaged: bool = False) -> list[ModelInfo]:
+    """Every imported model (of one kind), sorted by name.
+
+    Entries that cannot be loaded are skipped, or with ``include_damaged`` listed with the reason
+    in ``damaged``. Hidden entries (temporaries of writes in progress) are never listed.
+    """
     kinds = [kind] if kind else list(KINDS)
     out = []
     for k in kinds:
         d = kind_dir(k)
-        if not d.is_dir():
+        try:
+            entries = sorted(d.iterdir()) if d.is_dir() else []
+        except OSError:
             continue
-        for p in sorted(d.iterdir()):
-            if p.name.startswith(".") or not p.is_dir():
-                continue
+        for p in entries:
             try:
-                config = artifact.read_config(p)
-            except (FileNotFoundError, ValueError):
-                continue
-            out.append(ModelInfo(p.name, k, p, config))
+                if p.name.startswith(".") or not p.is_dir():
+                    continue
+                reason = artifact.damage(p, k)
+                config = artifact.read_config(p) if reason is None else {}
+            except (OSError, ValueError) as exc:
+                reason, config = f"unreadable ({type(exc).__name__})", {}
+            if reason is None or include_damaged:
+                out.append(ModelInfo(p.name, k, p, config, reason))
     return out
 
 
@@ -92,11 +120,20 @@ def info(ref: str | Path, kind: str = "rvc_voice") -> ModelInfo:
 
 
 def remove(name: str, kind: str = "rvc_voice") -> Path:
-    """Delete a library model by name (never a path outside the library)."""
+    """Delete a library model by name (never a path outside the library, never a non-model folder)."""
+    from .safety import check_name
+
+    check_name(name, what="model name")
     path = kind_dir(kind) / name
-    if "/" in name or name in ("", ".", "..") or not (path / artifact.CONFIG_NAME).is_file():
-        raise ModelNotFoundError(f"no {kind} named {name!r} in {kind_dir(kind)}")
-    shutil.rmtree(path)
+    if path.is_symlink():  # a link someone put in the library: remove the link, not what it points to
+        path.unlink()
+        return path
+    if not path.is_dir() or not ((path / artifact.CONFIG_NAME).is_file() or (path / artifact.WEIGHTS_NAME).is_file()):
+        raise ModelNotFoundError(f"no {WHAT.get(kind, kind)} named {name!r} in {kind_dir(kind)}")
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise MlxRvcError(f"cannot remove {path}: {exc.strerror or exc}") from exc
     return path
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -328,8 +329,62 @@ def _materialize(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
-def _unpickle(data: bytes | io.BufferedIOBase, load_storage) -> Any:
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
+class _Tee:
+    """Reads from a stream for pickletools, keeping every byte read, never asking for more than
+    ``limit`` bytes in all (a lying length field must not make the stream allocate it)."""
+
+    def __init__(self, stream, limit: int):
+        self._stream, self._left = stream, limit
+        self.kept = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._stream.read(n) if n > 0 else b""
+        self._left -= len(data)
+        self.kept += data
+        return data
+
+    def readline(self) -> bytes:
+        out = bytearray()
+        while self._left > 0:
+            c = self.read(1)
+            if not c:
+                break
+            out += c
+            if c == b"\n":
+                break
+        return bytes(out)
+
+
+def _scan_pickle(stream, limit: int) -> bytes:
+    """The bytes of one pickle read from ``stream`` up to its STOP, checked before unpickling.
+
+    Memo indices must not run ahead of the opcodes read so far: pickle's C unpickler sizes its
+    memo table by the largest index it is given, so one forged ``LONG_BINPUT 0xFFFFFFF0`` would
+    allocate and clear tens of GB. Real pickles number memo entries from 0, one per opcode at most.
+    """
+    tee = _Tee(stream, limit)
+    count = 0
+    try:
+        for op, arg, _ in pickletools.genops(tee):
+            count += 1
+            if op.name in _MEMO_OPS and not (isinstance(arg, int) and 0 <= arg <= count):
+                raise CheckpointError(f"checkpoint pickle is malformed: memo index {str(arg)[:20]} out of range")
+    except CheckpointError:
+        raise
+    except (ValueError, EOFError, OverflowError, struct.error, MemoryError, RecursionError) as exc:
+        if "exhausted" in str(exc) or "not enough" in str(exc) or isinstance(exc, EOFError):
+            raise TruncatedCheckpointError("checkpoint pickle ends early (file truncated?)") from exc
+        raise CheckpointError(f"checkpoint pickle is malformed: {type(exc).__name__}: {str(exc)[:120]}") from exc
+    return bytes(tee.kept)
+
+
+def _unpickle(data: bytes | io.BufferedIOBase, load_storage, limit: int = MAX_PICKLE_BYTES) -> Any:
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    stream = io.BytesIO(_scan_pickle(stream, limit))
     try:
         return _SafeUnpickler(stream, load_storage).load()
     except CheckpointError:
@@ -416,11 +471,12 @@ def _read_legacy(path: Path) -> Any:
     with open(path, "rb") as f:
         stream = io.BufferedReader(_CountingReader(f, size))
         no_storage = lambda *a: (_ for _ in ()).throw(CheckpointError("storage before the main object"))  # noqa: E731
-        magic = _unpickle(stream, no_storage)
+        limit = min(size, MAX_PICKLE_BYTES)
+        magic = _unpickle(stream, no_storage, limit)
         if magic != LEGACY_MAGIC:
             raise NotACheckpointError(f"{path.name}: a pickle, but not a PyTorch checkpoint")
-        _unpickle(stream, no_storage)  # protocol version
-        sys_info = _unpickle(stream, no_storage)
+        _unpickle(stream, no_storage, limit)  # protocol version
+        sys_info = _unpickle(stream, no_storage, limit)
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             raise CheckpointError(f"{path.name}: big-endian legacy checkpoints are not supported")
         pending: dict[str, tuple[_StorageType, int, _Storage]] = {}
@@ -437,8 +493,8 @@ def _read_legacy(path: Path) -> Any:
             return pending[key][2]
 
         # Tensors are cut out later (_LazyTensor): the storage bytes follow the object pickle.
-        obj = _unpickle(stream, load_storage)
-        keys = _unpickle(stream, no_storage)
+        obj = _unpickle(stream, load_storage, limit)
+        keys = _unpickle(stream, no_storage, limit)
         if not isinstance(keys, list):
             raise CheckpointError(f"{path.name}: legacy storage key list is malformed")
         for key in keys:

@@ -34,6 +34,7 @@ CSS = """
 #error { border: 1px solid #d33; border-radius: 6px; padding: 4px 12px; background: #fff3f3; color: #a11; }
 #engine-status { font-size: 0.9em; opacity: 0.85; }
 """
+AUTO_ENCODER = "automatic"
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
                        font_mono=["ui-monospace", "monospace"])
 
@@ -73,14 +74,37 @@ def _table(title: str, rows: dict[str, str]) -> str:
 
 def options_from(values: dict[str, Any]) -> ConversionOptions:
     """ConversionOptions from the widgets' values (keyed by field name; chunking by its own fields)."""
-    chunking = ChunkConfig(**{k: int(values[k]) for k in CHUNK_FIELDS})
-
     def integer(name: str) -> int:
         v = values[name]
         if v is None or float(v) != int(v):
-            raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {v!r}")
+            raise ValueError(f"{FIELD_LABELS.get(name, name)} must be a whole number, got {v!r}")
         return int(v)
 
+    for k in CHUNK_FIELDS:
+        integer(k)
+    try:
+        chunking = ChunkConfig(**{k: int(values[k]) for k in CHUNK_FIELDS})
+    except ValueError as exc:
+        raise ValueError(f"Chunking: {exc}") from exc
+
+    try:
+        return _options(values, chunking, integer)
+    except ValueError as exc:
+        from ..batch import options_error
+
+        raise ValueError(str(options_error(exc, FIELD_LABELS))) from exc
+
+
+FIELD_LABELS = {  # ConversionOptions field -> the widget's label, for error messages
+    "pitch": "Pitch (semitones)", "f0_method": "f0 method", "index_rate": "Index rate", "protect": "Protect",
+    "rms_mix_rate": "RMS mix rate", "filter_radius": "Filter radius", "unvoiced": "Unvoiced frames",
+    "resample_sr": "Sample rate", "speaker": "Speaker id", "seed": "Seed", "index_path": "other retrieval index",
+    "f0_file": "f0 curve", "output_format": "Format", "bit_depth": "Bit depth", "chunking": "Chunking",
+    "x_pad": "context pad", "x_query": "cut search radius", "x_center": "cut every", "x_max": "no cut below",
+}
+
+
+def _options(values, chunking, integer) -> ConversionOptions:
     return ConversionOptions(
         pitch=integer("pitch"), f0_method=values["f0_method"], index_rate=float(values["index_rate"]),
         protect=float(values["protect"]), rms_mix_rate=float(values["rms_mix_rate"]),
@@ -104,15 +128,27 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                                     info="from the model library; switching keeps loaded voices in memory")
                 refresh = gr.Button("Refresh list", size="sm")
                 voice_info = gr.Markdown(elem_id="voice-info")
-                with gr.Accordion("Import a model (.pth voice + .index, or hubert_base.pt / rmvpe.pt)",
+                encoder_pick = gr.Dropdown(label="Content encoder", choices=[AUTO_ENCODER], value=AUTO_ENCODER,
+                                           elem_id="encoder-pick",
+                                           info="automatic: the library's first encoder that fits the voice")
+                with gr.Accordion("Import a model (.pth voice + .index, hubert_base.pt / rmvpe.pt, "
+                                  "or a Hugging Face encoder folder's files)",
                                   open=False, elem_id="import-box") as import_box:
-                    model_file = gr.File(label="checkpoint (.pth / .pt)", file_types=[".pth", ".pt"],
-                                         elem_id="import-file")
+                    model_file = gr.File(label="checkpoint (.pth / .pt / .safetensors), or config.json + "
+                                         "model.safetensors (or pytorch_model.bin) of an encoder folder",
+                                         file_types=[".pth", ".pt", ".safetensors", ".bin", ".json"],
+                                         file_count="multiple", elem_id="import-file")
                     index_file = gr.File(label="retrieval index (.index, voices only, optional)",
                                          file_types=[".index"], elem_id="import-index")
                     import_name = gr.Textbox(label="name in the library", placeholder="default: the file's name",
                                              elem_id="import-name")
                     import_btn = gr.Button("Import", elem_id="import-btn")
+                with gr.Accordion("Manage the library (delete, rename)", open=False, elem_id="manage-box"):
+                    manage_pick = gr.Dropdown(label="model", choices=[], value=None, elem_id="manage-pick")
+                    manage_name = gr.Textbox(label="new name", elem_id="manage-name")
+                    with gr.Row():
+                        rename_btn = gr.Button("Rename", size="sm", elem_id="rename-btn")
+                        delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-btn")
             with gr.Column(scale=3, min_width=420):
                 source = gr.Audio(label="Input: upload a file (any common format) or record",
                                   sources=["upload", "microphone"], type="filepath", elem_id="input-audio")
@@ -159,6 +195,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                             "x_max": gr.Number(d.chunking.x_max, precision=0, minimum=3, label="no cut below"),
                         }
                 convert_btn = gr.Button("Convert", variant="primary", elem_id="convert-btn")
+                with gr.Accordion("Convert several files", open=False, elem_id="batch-box"):
+                    batch_files = gr.File(label="audio files", file_count="multiple", elem_id="batch-files")
+                    batch_btn = gr.Button("Convert all", elem_id="batch-btn")
+                    batch_out = gr.File(label="converted files", file_count="multiple", interactive=False,
+                                        elem_id="batch-out")
         error = gr.Markdown(visible=False, elem_id="error")
         gr.Markdown("## Result")
         with gr.Row():
@@ -197,11 +238,38 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             return (f"{text}\n{_table(name, details)}",
                     gr.update(maximum=max(speakers - 1, 0), info=f"0..{speakers - 1}"))
 
-        def list_voices(current: str | None):
+        def library_choices(current_encoder: str | None = None):
+            encoders = [AUTO_ENCODER] + engine.model_names("hubert")
+            entries = [(f"{KIND_WORDS[m.kind]}: {m.name}" + (f" (damaged: {m.damaged})" if m.damaged else ""),
+                        f"{m.kind}/{m.name}") for m in engine.models()]
+            return (gr.update(choices=encoders, value=current_encoder if current_encoder in encoders else AUTO_ENCODER),
+                    gr.update(choices=entries, value=None))
+
+        def list_voices(current: str | None, current_encoder: str | None = None):
+            engine.refresh()  # encoders or pitch models changed outside the page are chosen again
             names = engine.voice_names()
             value = current if current in names else (names[0] if names else None)
             text, speaker_update = info_for(value)
-            return gr.update(choices=names, value=value), text, speaker_update, gr.update(open=not names)
+            return (gr.update(choices=names, value=value), text, speaker_update, gr.update(open=not names),
+                    *library_choices(current_encoder))
+
+        def on_manage(action: str, entry: str | None, new_name: str, current: str | None, current_encoder: str | None,
+                      log_text: str):
+            try:
+                if not entry:
+                    raise ValueError("choose a model to " + action)
+                kind, name = entry.split("/", 1)
+                if action == "delete":
+                    engine.delete_model(name, kind)
+                    line = f"deleted {KIND_WORDS[kind]} {name}"
+                else:
+                    new = engine.rename_model(name, new_name, kind)
+                    line = f"renamed {KIND_WORDS[kind]} {name} to {new.name}"
+                    current = new.name if current == name else current
+            except Exception as exc:  # noqa: BLE001 (_failure logs what is unexpected)
+                message = _failure(exc, f"{action} a model")
+                return (gr.update(),) * 6 + (gr.update(), _error(message), _append(log_text, f"error: {message}"))
+            return (*list_voices(current, current_encoder), "", _no_error(), _append(log_text, line))
 
         def on_voice(name: str | None):
             return info_for(name)
@@ -217,25 +285,29 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             text = f"{Path(path).name}: {len(audio) / sr:.2f} s at {sr} Hz"
             return text, _no_error(), _append(log_text, f"input {text}")
 
-        def on_import(model: str | None, index: str | None, name: str, current: str | None, log_text: str):
-            keep = (gr.update(), *info_for(current), gr.update(), gr.update())
-            if not model:
-                message = "choose a checkpoint file (.pth or .pt) to import"
-                return (*keep, _error(message), _append(log_text, f"error: {message}"))
+        def on_import(model, index: str | None, name: str, current: str | None, current_encoder: str | None,
+                      log_text: str):
+            keep = (gr.update(), *info_for(current), gr.update(), gr.update(), gr.update())
+            files = [m for m in (model if isinstance(model, list) else [model]) if m]
+            if not files:
+                message = "choose a checkpoint file (.pth, .pt or .safetensors) to import"
+                return (*keep, gr.update(), gr.update(), _error(message), _append(log_text, f"error: {message}"))
             try:
-                result = engine.import_upload(model, name=name, index=index)
+                result = engine.import_upload(files if len(files) > 1 else files[0], name=name, index=index)
             except Exception as exc:  # noqa: BLE001 (_failure logs what is unexpected)
                 message = _failure(exc, "importing")
-                return (*keep, _error(message), _append(log_text, f"error: import: {message}"))
+                return (*keep, gr.update(), gr.update(), _error(message), _append(log_text, f"error: import: {message}"))
             what = KIND_WORDS.get(result.model_type, result.model_type)
             state = "already in the library" if result.unchanged else "imported"
-            line = f"{state}: {what} {result.path.name} ({Path(model).name})"
+            line = f"{state}: {what} {result.path.name} ({', '.join(Path(f).name for f in files)})"
+            # the name box is emptied: the next import gets its own file's name, not this one's
             if result.model_type != "rvc_voice":
-                return (gr.update(), *info_for(current), None, None, _no_error(), _append(log_text, line))
+                return (gr.update(), *info_for(current), None, None, "", *library_choices(current_encoder),
+                        _no_error(), _append(log_text, line))
             names = engine.voice_names()
             text, speaker_update = info_for(result.path.name)
-            return (gr.update(choices=names, value=result.path.name), text, speaker_update, None, None,
-                    _no_error(), _append(log_text, line))
+            return (gr.update(choices=names, value=result.path.name), text, speaker_update, None, None, "",
+                    *library_choices(current_encoder), _no_error(), _append(log_text, line))
 
         def on_format(fmt: str, depth: int):
             if fmt in ("ogg", "mp3"):
@@ -244,11 +316,12 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 return gr.update(value=24, interactive=True)
             return gr.update(interactive=True)
 
-        def on_convert(path: str | None, name: str | None, log_text: str, *values, progress=gr.Progress()):
-            none = (gr.update(),) * 4
+        def on_convert(path: str | None, name: str | None, enc: str | None, log_text: str, *values,
+                       progress=gr.Progress()):
+            none = (None,) * 4  # a failed conversion clears the previous results: they are not its results
             try:
                 options = options_from(dict(zip(option_names, values)))
-                job = engine.convert(path, name, options,
+                job = engine.convert(path, name, options, encoder=None if enc in (None, AUTO_ENCODER) else enc,
                                      report=lambda fraction, what: progress(fraction, desc=what))
             except Exception as exc:  # noqa: BLE001 (_failure logs what is unexpected)
                 message = _failure(exc, "converting")
@@ -257,19 +330,51 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             return (str(job.original), str(job.output), str(job.picture), str(job.output), _no_error(),
                     _append(log_text, *job.log), text)
 
+        def on_batch(paths, name: str | None, enc: str | None, log_text: str, *values, progress=gr.Progress()):
+            files = [p for p in (paths or []) if p]
+            try:
+                if not files:
+                    raise ValueError("choose some audio files to convert")
+                options = options_from(dict(zip(option_names, values)))
+            except Exception as exc:  # noqa: BLE001
+                message = _failure(exc, "converting")
+                return None, _error(message), _append(log_text, f"error: {message}")
+            done, lines, failed = [], [], 0
+            for i, p in enumerate(files):
+                def report(fraction: float, what: str, i: int = i) -> None:
+                    progress((i + fraction) / len(files), desc=f"file {i + 1}/{len(files)}: {what}")
+
+                try:
+                    job = engine.convert(p, name, options, report=report,
+                                         encoder=None if enc in (None, AUTO_ENCODER) else enc)
+                    done.append(str(job.output))
+                    lines.append(f"batch: {Path(p).name} -> {job.output.name}")
+                except Exception as exc:  # noqa: BLE001 - one file's failure does not end the batch
+                    failed += 1
+                    lines.append(f"batch: failed {Path(p).name}: {_failure(exc, 'converting')}")
+            lines.append(f"batch: {len(done)} converted, {failed} failed")
+            err = _error(f"{failed} of {len(files)} files failed (see the status log)") if failed else _no_error()
+            return done or None, err, _append(log_text, *lines)
+
         # -- wiring ------------------------------------------------------------------------------
-        speaker_box = [voice, voice_info, speaker, import_box]
-        blocks.load(list_voices, voice, speaker_box)
-        refresh.click(list_voices, voice, speaker_box)
+        speaker_box = [voice, voice_info, speaker, import_box, encoder_pick, manage_pick]
+        blocks.load(list_voices, [voice, encoder_pick], speaker_box)
+        refresh.click(list_voices, [voice, encoder_pick], speaker_box)
+        rename_btn.click(lambda *a: on_manage("rename", *a), [manage_pick, manage_name, voice, encoder_pick, log],
+                         [*speaker_box, manage_name, error, log], concurrency_limit=1)
+        delete_btn.click(lambda *a: on_manage("delete", *a), [manage_pick, manage_name, voice, encoder_pick, log],
+                         [*speaker_box, manage_name, error, log], concurrency_limit=1)
+        batch_btn.click(on_batch, [batch_files, voice, encoder_pick, log, *option_widgets.values()],
+                        [batch_out, error, log], concurrency_limit=16, concurrency_id="convert")
         voice.change(on_voice, voice, [voice_info, speaker])
         source.change(on_input, [source, log], [input_info, error, log])
-        import_btn.click(on_import, [model_file, index_file, import_name, voice, log],
-                         [voice, voice_info, speaker, model_file, index_file, error, log],
-                         concurrency_limit=1)
+        import_btn.click(on_import, [model_file, index_file, import_name, voice, encoder_pick, log],
+                         [voice, voice_info, speaker, model_file, index_file, import_name, encoder_pick, manage_pick,
+                          error, log], concurrency_limit=1)
         output_format.change(on_format, [output_format, bit_depth], bit_depth)
         # Many conversions may wait at once: the engine's FIFO lock runs them one at a time and
         # each waiting one shows its place in the queue in its own progress bar.
-        convert_btn.click(on_convert, [source, voice, log, *option_widgets.values()],
+        convert_btn.click(on_convert, [source, voice, encoder_pick, log, *option_widgets.values()],
                           [original, converted, comparison, download, error, log, voice_info],
                           concurrency_limit=16, concurrency_id="convert", api_name="convert",
                           show_progress_on=[converted, comparison])

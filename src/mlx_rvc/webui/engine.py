@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ import numpy as np
 from .. import artifact, store
 from ..audio import load_audio, write_audio
 from ..batch import subtype_for
+from ..errors import MlxRvcError
 from ..importer import INDEX_NAME, KINDS, ImportResult, home, import_model
 from ..options import ConversionOptions
 from ..pipeline import ConversionResult, VoiceConverter
@@ -45,7 +47,6 @@ Report = Callable[[float, str], None]  # (fraction of the whole job, what is hap
 
 MAX_LOADED_VOICES = 4  # voices kept in memory; the least recently used one is dropped beyond this
 JOB_MAX_AGE_S = 3600  # job directories older than this are deleted when a new job starts
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # library names that are safe directory names
 KIND_WORDS = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}
 LOSSY_FORMATS = ("ogg", "mp3")
 # the share of a job's progress bar each step takes: decode, load models, convert, write + draw
@@ -106,12 +107,13 @@ class _SharedModels:
         self._rmvpe = None
         self._on_load = on_load
 
-    def encoder(self, version: str):
-        if version not in self._encoders:
+    def encoder(self, version: str, ref: str | None = None):
+        key = f"{version}:{ref or ''}"
+        if key not in self._encoders:
             t0 = time.perf_counter()
-            self._encoders[version] = store.load_encoder(version=version)
-            self._on_load(f"content encoder for {version} voices", time.perf_counter() - t0)
-        return self._encoders[version]
+            self._encoders[key] = store.load_encoder(ref, version=version)
+            self._on_load(f"content encoder {ref or 'for ' + version + ' voices'}", time.perf_counter() - t0)
+        return self._encoders[key]
 
     def rmvpe(self):
         if self._rmvpe is None:
@@ -132,10 +134,11 @@ class _Converter(VoiceConverter):
     def __init__(self, voice, shared: _SharedModels) -> None:
         super().__init__(voice)
         self._shared = shared
+        self.encoder_choice: str | None = None  # a library encoder's name; None = the first that fits
 
     @property
     def encoder(self):
-        return self._shared.encoder(self.voice.cfg.version)
+        return self._shared.encoder(self.voice.cfg.version, self.encoder_choice)
 
     def rmvpe(self):
         return self._shared.rmvpe()
@@ -191,10 +194,72 @@ class Engine:
         self._shared = _SharedModels(self._loaded)
         self._plot_lock = threading.Lock()  # pyplot keeps global state
         self.loads = 0  # voices loaded from disk so far (the cache's hit/miss evidence)
+        self._shared_key = self._shared_library_key()  # the encoders and pitch models the cache was chosen from
 
     # -- the library ---------------------------------------------------------------------------
     def voice_names(self) -> list[str]:
         return [m.name for m in store.list_models("rvc_voice")]
+
+    def model_names(self, kind: str) -> list[str]:
+        return [m.name for m in store.list_models(kind)]
+
+    def models(self) -> list[store.ModelInfo]:
+        """Every library entry, damaged ones included (with the reason)."""
+        return store.list_models(include_damaged=True)
+
+    @staticmethod
+    def _shared_library_key() -> tuple:
+        key = []
+        for kind in ("hubert", "rmvpe"):
+            for m in store.list_models(kind):
+                cfg = m.path / artifact.CONFIG_NAME
+                key.append((kind, m.name, cfg.stat().st_mtime_ns if cfg.exists() else 0))
+        return tuple(key)
+
+    def refresh(self) -> None:
+        """Re-read the library: encoders and pitch models are chosen again at the next conversion
+        if any was added, removed or replaced (also outside the page); changed voices reload."""
+        key = self._shared_library_key()
+        if key != self._shared_key:
+            with self.lock.hold():
+                self._shared.forget()
+                self._shared_key = key
+
+    def delete_model(self, name: str, kind: str) -> Path:
+        """Remove a library model (one plain name; never anything outside the library)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}")
+        with self.lock.hold():
+            path = store.remove(name, kind)
+            with self._voices_lock:
+                self._voices.pop(name, None) if kind == "rvc_voice" else None
+            if kind != "rvc_voice":
+                self._shared.forget()
+                self._shared_key = self._shared_library_key()
+        return path
+
+    def rename_model(self, name: str, new_name: str, kind: str) -> Path:
+        """Rename a library model; the new name must be plain and free."""
+        from ..safety import OutputExistsError, check_name
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}")
+        check_name(name, what="model name")
+        new_name = check_name((new_name or "").strip(), what="new name")
+        folder = home() / KINDS[kind][1]
+        old, new = folder / name, folder / new_name
+        if not old.is_dir():
+            raise store.ModelNotFoundError(f"no {KIND_WORDS[kind]} named {name!r}")
+        with self.lock.hold():
+            if os.path.lexists(new):
+                raise OutputExistsError(f"a {KIND_WORDS[kind]} named {new_name!r} already exists")
+            os.rename(old, new)
+            with self._voices_lock:
+                self._voices.pop(name, None)
+            if kind != "rvc_voice":
+                self._shared.forget()
+                self._shared_key = self._shared_library_key()
+        return new
 
     def is_loaded(self, name: str) -> bool:
         with self._voices_lock:
@@ -219,32 +284,53 @@ class Engine:
             notes.append("No voice yet: import a voice .pth (and its .index) here.")
         return notes
 
-    def import_upload(self, path: str | Path, *, name: str | None = None,
+    def import_upload(self, path, *, name: str | None = None,
                       index: str | Path | None = None) -> ImportResult:
         """Import an uploaded checkpoint with the safe importer into the library.
 
-        ``name`` defaults to the file's stem. A model of the same name made from a different
-        file is never overwritten. Raises the importer's errors, or ValueError for a bad name.
+        ``path`` is one file (a voice ``.pth``, ``hubert_base.pt``, ``rmvpe.pt``, a ``.safetensors``
+        encoder) or the files of a Hugging Face encoder folder (``config.json`` with
+        ``model.safetensors`` or ``pytorch_model.bin``), which are put in a folder of their own.
+        ``name`` defaults to the file's stem (for a folder: ``hubert``). A model of the same name
+        made from a different file is never overwritten. Raises the importer's errors, or
+        ValueError for a bad name.
         """
-        path = Path(path)
-        name = (name or "").strip() or path.stem
-        if not NAME_RE.fullmatch(name) or ".." in name:
-            raise ValueError(f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
-        digest = artifact.sha256_file(path)
-        for kind, (_, sub) in KINDS.items():
-            existing = home() / sub / name
-            try:
-                config = artifact.read_config(existing)
-            except (FileNotFoundError, ValueError):
-                continue
-            if config.get("source_sha256") != digest:
-                raise ValueError(f"a {KIND_WORDS[kind]} named {name!r} already exists (from "
-                                 f"{config.get('source_name', 'another file')}); choose another name")
-        result = import_model(path, name=name, index=index)
+        from ..safety import check_name
+
+        paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        folder = None
+        if len(paths) > 1 or paths[0].name == "config.json":
+            names = {p.name for p in paths}
+            if "config.json" not in names or not names & {"model.safetensors", "pytorch_model.bin"}:
+                raise ValueError("several files make a Hugging Face encoder folder: config.json and "
+                                 "model.safetensors (or pytorch_model.bin)")
+            folder = Path(tempfile.mkdtemp(prefix="hf-", dir=self.workdir))
+            for p in paths:
+                shutil.copyfile(p, folder / p.name)
+            source, default = folder, "hubert"
+        else:
+            source, default = paths[0], paths[0].stem
+        try:
+            name = check_name((name or "").strip() or default, what="name")
+            digest = artifact.sha256_file(source) if source.is_file() else None
+            for kind, (_, sub) in KINDS.items():
+                existing = home() / sub / name
+                try:
+                    config = artifact.read_config(existing)
+                except (FileNotFoundError, ValueError):
+                    continue
+                if digest is None or config.get("source_sha256") != digest:
+                    raise ValueError(f"a {KIND_WORDS[kind]} named {name!r} already exists (from "
+                                     f"{config.get('source_name', 'another file')}); choose another name")
+            result = import_model(source, name=name, index=index)
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         if result.model_type in ("hubert", "rmvpe") and not result.unchanged:
             # the shared models were chosen before this one existed; choose again next time
             with self.lock.hold():
                 self._shared.forget()
+                self._shared_key = self._shared_library_key()
         return result
 
     # -- status --------------------------------------------------------------------------------
@@ -259,18 +345,40 @@ class Engine:
         return f"Converter busy: {self.lock.holder or 'working'}{queue}"
 
     # -- a conversion --------------------------------------------------------------------------
+    def check(self, voice: str, options: ConversionOptions, encoder: str | None = None) -> None:
+        """What can be checked before decoding or loading anything, in the page's own words."""
+        from ..batch import preflight
+
+        try:
+            preflight(voice, options, encoder=encoder or None, f0_method_given=False)
+        except MlxRvcError as exc:
+            raise PageError(_in_page_terms(str(exc))) from exc
+
     def convert(self, input_path: str | Path, voice: str, options: ConversionOptions,
-                report: Report | None = None) -> JobOutput:
+                report: Report | None = None, *, encoder: str | None = None) -> JobOutput:
         """Decode, convert (one job at a time), write in the chosen format, draw the comparison.
 
+        ``encoder``: a library content encoder's name (default: the first that fits the voice).
         Raises MlxRvcError / FileNotFoundError / ValueError with one-line messages.
         """
-        report = report or (lambda fraction, what: None)
+        with _Ticker(report or (lambda fraction, what: None)) as ticking:
+            return self._convert(input_path, voice, options, ticking, encoder=encoder)
+
+    def _convert(self, input_path, voice: str, options: ConversionOptions, report: Report, *,
+                 encoder: str | None) -> JobOutput:
         if not voice:
             raise ValueError("choose a voice first (or import one)")
         if input_path is None or not str(input_path):
             raise ValueError("upload or record some audio first")
+        self.refresh()  # an encoder or pitch model added or removed since the last job is noticed
+        self.check(voice, options, encoder)
         log: list[str] = []
+        from ..batch import format_rate
+
+        rate, note = format_rate(options.output_format, _output_rate(voice, options))
+        if note is not None:
+            options = options.with_(resample_sr=rate)
+            log.append(note)
         input_path = Path(input_path)
         report(0.0, "decoding the input")
         t0 = time.perf_counter()
@@ -289,6 +397,7 @@ class Engine:
             self.lock.holder = f"loading voice {voice}"
             report(SPAN_LOAD[0], f"loading voice {voice}" if not self.is_loaded(voice) else f"voice {voice} (cached)")
             converter = self._converter(voice)
+            converter.encoder_choice = encoder or None
             log.extend(self._collect_loads())
             log.extend(_option_warnings(converter, options))
 
@@ -386,6 +495,78 @@ class Engine:
                                      (f"converted ({converter.voice.name})", result.audio, result.sample_rate)],
                                     f0=[f0_in, f0_out])
             return save_figure(fig, path, dpi=80)
+
+
+class _Ticker:
+    """Passes progress on, and while a stage reports nothing (the whole-file pitch tracking, a
+    model load) moves the bar on by itself every half second, never beyond the way to the next
+    tenth of the job, with the stage's elapsed seconds in its text: a bar that stands still
+    looks like a hang."""
+
+    PERIOD_S = 0.5
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self._last = (0.0, "", time.monotonic())
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, fraction: float, what: str) -> None:
+        with self._lock:
+            self._last = (fraction, what, time.monotonic())
+        self._report(fraction, what)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.PERIOD_S):
+            with self._lock:
+                fraction, what, since = self._last
+            idle = time.monotonic() - since
+            if idle < self.PERIOD_S or not what or what == "done":
+                continue
+            ceiling = min(1.0, np.floor(fraction * 10 + 1) / 10) - 0.005
+            moved = fraction + (ceiling - fraction) * (1 - np.exp(-idle / 20))
+            try:
+                self._report(float(max(fraction, moved)), f"{what} ({idle:.0f} s)")
+            except Exception:  # noqa: BLE001 - a closed page must not break the conversion
+                logger.debug("progress report failed", exc_info=True)
+
+    def __enter__(self) -> "_Ticker":
+        self._thread = threading.Thread(target=self._run, daemon=True, name="progress-ticker")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def _output_rate(voice: str, options: ConversionOptions) -> int:
+    """The rate a conversion writes (the pipeline's rule), from the voice's config alone."""
+    if options.resample_sr >= 16000:
+        return options.resample_sr
+    return int(store.info(voice, "rvc_voice").config.get("sample_rate", 48000))
+
+
+class PageError(MlxRvcError, ValueError):
+    """A refusal worded for the page (its own widgets, not command-line options)."""
+
+
+_PAGE_TERMS = (  # command-line words -> the page's
+    ("--f0-method", "f0 method"), ("--pitch-model", "pitch model"), ("--encoder", "content encoder"),
+    ("--index", "retrieval index"), ("--f0-file", "f0 curve"), ("--speaker", "Speaker id"), ("--seed", "Seed"),
+    ("import one (hubert_base.pt) or give content encoder", "import hubert_base.pt (or a Hugging Face encoder "
+     "folder) under 'Import a model', or pick another content encoder"),
+    ("import one with `mlx-rvc import`", "import one under 'Import a model'"),
+)
+
+
+def _in_page_terms(text: str) -> str:
+    import re as _re
+
+    text = _re.sub(r" \((?:/|~)[^()]*\)", "", text)  # the library's path means nothing in a browser
+    for cli, page in _PAGE_TERMS:
+        text = text.replace(cli, page)
+    return text
 
 
 def _depth_words(options: ConversionOptions) -> str:
