@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from ..audio import load_audio
+from ..backend import PRECISION, PRECISIONS
 from ..dsp.chunks import ChunkConfig
 from ..errors import MlxRvcError
 from ..options import BIT_DEPTHS, OUTPUT_FORMATS, UNVOICED_MODES, ConversionOptions
@@ -100,7 +101,7 @@ FIELD_LABELS = {  # ConversionOptions field -> the widget's label, for error mes
     "rms_mix_rate": "RMS mix rate", "filter_radius": "Filter radius", "unvoiced": "Unvoiced frames",
     "resample_sr": "Sample rate", "speaker": "Speaker id", "seed": "Seed", "index_path": "other retrieval index",
     "f0_file": "f0 curve", "output_format": "Format", "bit_depth": "Bit depth", "chunking": "Chunking",
-    "x_pad": "context pad", "x_query": "cut search radius", "x_center": "cut every", "x_max": "no cut below",
+    "precision": "Precision", "x_pad": "context pad", "x_query": "cut search radius", "x_center": "cut every", "x_max": "no cut below",
 }
 
 
@@ -111,7 +112,8 @@ def _options(values, chunking, integer) -> ConversionOptions:
         filter_radius=integer("filter_radius"), unvoiced=values["unvoiced"],
         resample_sr=integer("resample_sr"), speaker=integer("speaker"), seed=integer("seed"),
         index_path=values["index_path"] or None, f0_file=values["f0_file"] or None,
-        output_format=values["output_format"], bit_depth=integer("bit_depth"), chunking=chunking)
+        output_format=values["output_format"], bit_depth=integer("bit_depth"), chunking=chunking,
+        precision=values["precision"])
 
 
 def build_app(engine: Engine | None = None) -> gr.Blocks:
@@ -175,6 +177,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                     with gr.Row():
                         speaker = gr.Number(d.speaker, precision=0, minimum=0, label="Speaker id")
                         seed = gr.Number(d.seed, precision=0, label="Seed", info="equal seeds, equal audio")
+                        precision = gr.Radio(list(PRECISIONS), value=PRECISION, label="Precision",
+                                             info="tf32: faster matrix products on GPUs that have them, "
+                                                  "less exact; chosen before the first conversion")
                     with gr.Row():
                         index_path = gr.File(label="other retrieval index (optional)", file_types=[".index"])
                         f0_file = gr.File(label="f0 curve (optional CSV: seconds,Hz)", file_types=[".csv", ".txt"])
@@ -217,7 +222,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             "pitch": pitch, "f0_method": f0_method, "index_rate": index_rate, "protect": protect,
             "rms_mix_rate": rms_mix_rate, "filter_radius": filter_radius, "unvoiced": unvoiced,
             "resample_sr": resample_sr, "speaker": speaker, "seed": seed, "index_path": index_path,
-            "f0_file": f0_file, "output_format": output_format, "bit_depth": bit_depth, **chunk_widgets,
+            "f0_file": f0_file, "output_format": output_format, "bit_depth": bit_depth, "precision": precision,
+            **chunk_widgets,
         }
         missing = set(ConversionOptions.field_names()) - set(option_widgets) - {"chunking"}
         if missing:  # a new option must get a widget, or the page would silently ignore it
