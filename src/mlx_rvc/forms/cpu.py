@@ -3,9 +3,10 @@ backend is slow done by numpy or fused kernels.
 
 MLX's CPU convolutions go through an im2col buffer (K times the input) and are slow for dilated
 (50-100x) and transposed kernels; its element-wise kernels run on one thread. The functions here
-compute exactly what the model modules state, in forms measured faster on a 2-core x86 CPU.
-The whole-model CPU runners (RMVPE's numpy U-Net and GRU, HuBERT and the text encoder in numpy,
-the decoder's threaded pieces) build on these and live beside them in this package.
+compute exactly what the model modules state, in forms measured faster on a 2-core x86 CPU,
+and decode in pieces on two threads. Whole models that run in numpy on the CPU have modules of
+their own beside this one: ``cpu_rmvpe`` (U-Net, BiGRU), ``cpu_hubert``, ``cpu_attention``
+(the text encoder).
 """
 
 from __future__ import annotations
