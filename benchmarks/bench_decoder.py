@@ -8,7 +8,7 @@ A full-size voice with random weights (as ``mlx-rvc bench synth``) decodes ``--s
 latents in the synthesizer's pieces (``nsf.CPU_PIECE_FRAMES``), three ways: ``before`` (direct
 convolutions, MLX's default 32 MiB buffer cache), ``direct`` (direct convolutions, decoding
 buffer cache) and ``fft`` (the default: FFT overlap-save where planned, decoding buffer cache).
-Whole-decoder calls run as the synthesizer runs them (pieces on ``nsf.DECODE_WORKERS`` threads).
+Whole-decoder calls run as the synthesizer runs them (pieces on ``forms.cpu.DECODE_WORKERS`` threads).
 
 Stage times (``conv_pre``; per upsampling: the transposed convolution with its harmonic-source
 branch, then the residual blocks; ``conv_post``) are the best of ``--rounds`` one-thread runs of
@@ -19,7 +19,7 @@ largest difference between the fft and direct audio, MLX peak memory, the kernel
 
 ``--tune`` times every residual-block convolution (K, d) of RVC's decoders at each stage's
 channel count and piece length, directly and by FFT at each transform length, alternating:
-the measurements behind :data:`mlx_rvc.models.fftconv.FFT_PLAN`.
+the measurements behind :data:`mlx_rvc.forms.fftconv.FFT_PLAN`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ import numpy as np
 
 import mlx_rvc  # noqa: F401  (installs the fast BLAS before MLX loads)
 import mlx.core as mx
-from mlx_rvc.models import layers, nsf
-from mlx_rvc.models import synthesizer as synth
+from mlx_rvc.forms import cpu
 from mlx_rvc.forms.cpu import conv1d
-from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
-from mlx_rvc.models.layers import LRELU_SLOPE, buffer_cache, leaky_relu
+from mlx_rvc.forms.fftconv import fft_conv1d, fft_size, kernel_spectrum
+from mlx_rvc.models import nsf
+from mlx_rvc.models import synthesizer as synth
+from mlx_rvc.models.layers import LRELU_SLOPE, Conv1d, buffer_cache, leaky_relu
 from mlx_rvc.models.nsf import FINAL_LRELU_SLOPE, Generator, sine_excitation
 
-# name: (layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE); 0 keeps MLX's default 32 MiB buffer cache
+# name: (cpu.FFT_CONV, nsf.DECODE_BUFFER_CACHE); 0 keeps MLX's default 32 MiB buffer cache
 PATHS = {"before": (False, 0), "direct": (False, nsf.DECODE_BUFFER_CACHE), "fft": (True, nsf.DECODE_BUFFER_CACHE)}
 
 
@@ -86,8 +87,8 @@ def one_piece(dec: Generator, z: mx.array, g: mx.array, sine: mx.array | None) -
 def spectrum_bytes(dec: Generator) -> int:
     total = 0
     for _, m in dec.named_modules():
-        if isinstance(m, layers.FFTConv1d):
-            total += m.spectrum().nbytes
+        if isinstance(m, Conv1d) and (n_fft := cpu.fft_plan(m)) is not None:
+            total += cpu._spectrum(m, n_fft).nbytes
     return total
 
 
@@ -162,7 +163,7 @@ def main() -> None:
     peak: dict[str, int] = {}
     audio: dict[str, np.ndarray] = {}
     for p, (flag, cache) in PATHS.items():  # warm-up (kernel spectra, allocations)
-        layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+        cpu.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
         audio[p] = np.asarray(dec(*piece, chunk_frames=nsf.CPU_PIECE_FRAMES))
 
     def keep(p: str, times: dict) -> None:
@@ -172,14 +173,14 @@ def main() -> None:
     # stages: one piece at a time, the paths alternating, so that the best of many short runs is taken
     for _ in range(args.rounds):
         for p, (flag, cache) in PATHS.items():
-            layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+            cpu.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
             times: dict[str, float] = {}
             with buffer_cache(cache):
                 staged_forward(dec, *piece, times)
             keep(p, {k: v * n_pieces for k, v in times.items()})
     for _ in range(args.repeats):
         for p, (flag, cache) in PATHS.items():
-            layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
+            cpu.FFT_CONV, nsf.DECODE_BUFFER_CACHE = flag, cache
             times = {}
             mx.reset_peak_memory()
             t0 = time.perf_counter()
@@ -191,7 +192,7 @@ def main() -> None:
                 mx.eval(model.infer(*synth_args, **synth_kwargs))
                 times["synthesizer (infer)"] = time.perf_counter() - t0
             keep(p, times)
-    layers.FFT_CONV, nsf.DECODE_BUFFER_CACHE = PATHS["fft"]
+    cpu.FFT_CONV, nsf.DECODE_BUFFER_CACHE = PATHS["fft"]
 
     diff = audio["fft"] - audio["direct"]
     report = {

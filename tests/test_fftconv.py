@@ -8,10 +8,12 @@ import pytest
 
 from mlx.utils import tree_flatten
 
-from mlx_rvc.models import layers, nsf
+from mlx_rvc import forms
+from mlx_rvc.forms import cpu
 from mlx_rvc.forms.cpu import conv1d
-from mlx_rvc.models.fftconv import fft_conv1d, fft_size, kernel_spectrum
-from mlx_rvc.models.layers import Conv1d, FFTConv1d, buffer_cache
+from mlx_rvc.forms.fftconv import fft_conv1d, fft_size, kernel_spectrum
+from mlx_rvc.models import nsf
+from mlx_rvc.models.layers import Conv1d, buffer_cache
 
 from .test_layers import conv1d_ref
 
@@ -79,42 +81,44 @@ def test_fft_size_follows_the_plan():
         kernel_spectrum(np.zeros((2, 11, 2), np.float32), dilation=5, n_fft=32)
 
 
-def test_fft_module_has_conv1d_parameters_and_follows_new_weights():
+def test_cpu_form_convolves_planned_modules_by_fft_and_follows_new_weights():
     rng = np.random.default_rng(0)
-    direct = Conv1d(16, 16, 7, dilation=3, padding=9)
-    fft = FFTConv1d(16, 16, 7, n_fft=256, dilation=3, padding=9)
-    assert {k: v.shape for k, v in fft.parameters().items()} == {k: v.shape for k, v in direct.parameters().items()}
-    x = mx.array(rng.standard_normal((1, 400, 16)).astype(np.float32))
-    for _ in range(2):  # the spectrum is rebuilt when new weights are loaded
-        weights = [("weight", mx.array(rng.standard_normal((16, 7, 16)).astype(np.float32))),
-                   ("bias", mx.array(rng.standard_normal(16).astype(np.float32)))]
-        direct.load_weights(weights)
-        fft.load_weights(weights)
-        assert _rel(fft(x), direct(x)) < 2e-6
-    layers.FFT_CONV = False
-    try:
-        np.testing.assert_array_equal(np.asarray(fft(x)), np.asarray(direct(x)))
-    finally:
-        layers.FFT_CONV = True
+    conv = Conv1d(64, 64, 7, dilation=3, padding=9)
+    assert cpu.fft_plan(conv) == 256
+    x = mx.array(rng.standard_normal((1, 400, 64)).astype(np.float32))
+    with forms.use("cpu"):
+        for _ in range(2):  # the spectrum is rebuilt when new weights are loaded
+            conv.load_weights([("weight", mx.array(rng.standard_normal((64, 7, 64)).astype(np.float32))),
+                               ("bias", mx.array(rng.standard_normal(64).astype(np.float32)))])
+            by_fft = conv(x)
+            direct = cpu.conv1d(x, conv.weight, conv.bias, dilation=3, padding=9)
+            assert _rel(by_fft, direct) < 2e-6
+        cpu.FFT_CONV = False
+        try:
+            np.testing.assert_array_equal(np.asarray(conv(x)), np.asarray(direct))
+        finally:
+            cpu.FFT_CONV = True
 
 
 def test_residual_blocks_use_fft_only_where_it_was_measured_faster():
-    assert isinstance(nsf.resblock_conv(128, 11, 5), FFTConv1d)
-    assert isinstance(nsf.resblock_conv(64, 7, 1), FFTConv1d)
-    assert not isinstance(nsf.resblock_conv(32, 11, 1), FFTConv1d)
-    assert not isinstance(nsf.resblock_conv(128, 3, 1), FFTConv1d)
-    assert not isinstance(nsf.resblock_conv(256, 11, 1), FFTConv1d)
+    assert cpu.fft_plan(nsf.resblock_conv(128, 11, 5)) == 256
+    assert cpu.fft_plan(nsf.resblock_conv(64, 7, 1)) is not None
+    assert cpu.fft_plan(nsf.resblock_conv(32, 11, 1)) is None
+    assert cpu.fft_plan(nsf.resblock_conv(128, 3, 1)) is None
+    assert cpu.fft_plan(nsf.resblock_conv(256, 11, 1)) is None
+    assert cpu.fft_plan(Conv1d(64, 128, 7)) is None  # only square kernels are planned
     block = nsf.ResBlock1(64, 11, (1, 3, 5))
     rng = np.random.default_rng(1)
     block.load_weights([(k, mx.array(0.05 * rng.standard_normal(v.shape).astype(np.float32)))
                         for k, v in tree_flatten(block.parameters())])
     x = mx.array(rng.standard_normal((1, 1000, 64)).astype(np.float32))
-    fft = block(x)
-    layers.FFT_CONV = False
-    try:
-        direct = block(x)
-    finally:
-        layers.FFT_CONV = True
+    with forms.use("cpu"):
+        fft = block(x)
+        cpu.FFT_CONV = False
+        try:
+            direct = block(x)
+        finally:
+            cpu.FFT_CONV = True
     assert _rel(fft, direct) < 2e-6
 
 

@@ -17,6 +17,12 @@ def conv1d(x: mx.array, weight: mx.array, bias: mx.array | None = None, *, dilat
     return y if bias is None else y + bias
 
 
+def conv1d_layer(conv, x: mx.array) -> mx.array:
+    """A :class:`mlx_rvc.models.layers.Conv1d` module applied to x."""
+    return conv1d(x, conv.weight, conv.bias if "bias" in conv else None, dilation=conv.dilation,
+                  padding=conv.padding)
+
+
 def strided_conv1d(x: mx.array, weight: mx.array, bias: mx.array | None, stride: int) -> mx.array:
     """Unpadded strided conv1d. x (B, T, Cin); weight (Cout, K, Cin)."""
     y = mx.conv1d(x, weight, stride=stride)

@@ -1,15 +1,11 @@
 """Building blocks shared by the MLX models. Everything is channels-last: (B, T, C).
 
 Convolution weights use MLX's layout (out, kernel, in). The convolutions are computed by the
-active form (:mod:`mlx_rvc.forms`): shifted matrix products on the CPU, MLX's native kernels on a
-GPU. Two layouts are chosen so that both forms serve well:
-
-* long kernels (K ≥ 7, where measured faster on the CPU) can run by FFT overlap-save
-  (:class:`FFTConv1d`, :mod:`mlx_rvc.models.fftconv`), same parameters; other forms convolve
-  directly;
-* a transposed convolution is a polyphase filter bank: one stride-1 convolution produces all
-  ``stride`` output phases as extra channels, which a reshape interleaves (see
-  :func:`polyphase_weight` for the weight layout, prepared once at import).
+active form (:mod:`mlx_rvc.forms`): shifted matrix products, or FFT overlap-save for long kernels,
+on the CPU; MLX's native kernels on a GPU. A transposed convolution is stored as a polyphase
+filter bank, which both forms compute as one stride-1 convolution: it produces all ``stride``
+output phases as extra channels, which a reshape interleaves (see :func:`polyphase_weight` for
+the weight layout, prepared once at import).
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import mlx.nn as nn
 import numpy as np
 
 from .. import forms
-from .fftconv import fft_conv1d, kernel_spectrum
 
 LRELU_SLOPE = 0.1  # leaky ReLU slope inside HiFi-GAN-style generators
 
@@ -40,41 +35,7 @@ class Conv1d(nn.Module):
         self.padding = padding
 
     def __call__(self, x: mx.array) -> mx.array:
-        return forms.ops().conv1d(x, self.weight, self.bias if "bias" in self else None,
-                                  dilation=self.dilation, padding=self.padding)
-
-
-class FFTConv1d(Conv1d):
-    """:class:`Conv1d` (same parameters) computed by FFT overlap-save with transforms of ``n_fft``.
-
-    The kernel spectrum is derived from ``weight`` on first use and again whenever ``weight`` is
-    replaced (loading new weights); it is kept outside the parameter tree. The trade-off was
-    measured on the CPU only, so on another default device (a GPU) the direct :func:`conv1d`
-    runs, as it does with the module-level ``FFT_CONV = False`` (benchmarks compare both).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, n_fft: int,
-                 dilation: int = 1, padding: int = 0, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, padding=padding, bias=bias)
-        self.n_fft = n_fft
-        object.__setattr__(self, "_spectrum", (None, None))  # (weight it came from, spectrum); not a parameter
-
-    def spectrum(self) -> mx.array:
-        source, spec = self._spectrum
-        if source is not self.weight:
-            spec = kernel_spectrum(self.weight, dilation=self.dilation, n_fft=self.n_fft)
-            mx.eval(spec)
-            object.__setattr__(self, "_spectrum", (self.weight, spec))
-        return spec
-
-    def __call__(self, x: mx.array) -> mx.array:
-        if not FFT_CONV or not forms.is_cpu():
-            return super().__call__(x)
-        return fft_conv1d(x, self.spectrum(), self.bias if "bias" in self else None,
-                          kernel_size=self.weight.shape[1], dilation=self.dilation, padding=self.padding)
-
-
-FFT_CONV = True  # FFTConv1d uses overlap-save; False: the direct conv1d (for comparisons)
+        return forms.ops().conv1d_layer(self, x)
 
 
 def polyphase_weight(weight_torch: np.ndarray, stride: int) -> np.ndarray:
@@ -262,7 +223,7 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
 
 
 __all__ = [
-    "LRELU_SLOPE", "Conv1d", "FFTConv1d", "ConvTranspose1d", "StridedConv1dMono", "ChannelLayerNorm",
+    "LRELU_SLOPE", "Conv1d", "ConvTranspose1d", "StridedConv1dMono", "ChannelLayerNorm",
     "polyphase_weight", "fold_weight_norm", "fold_all_weight_norms",
     "conv_weight_to_mlx", "leaky_relu", "buffer_cache", "sequence_mask", "get_padding", "check_shapes", "load_strict",
 ]

@@ -12,8 +12,6 @@ reference over minutes of audio.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -21,13 +19,10 @@ import mlx.nn as nn
 import numpy as np
 
 from .. import forms
-from ..backend import mlx_blas_threads, shared_malloc_arena
-from .fftconv import fft_size
 from .layers import (
     LRELU_SLOPE,
     Conv1d,
     ConvTranspose1d,
-    FFTConv1d,
     StridedConv1dMono,
     buffer_cache,
     get_padding,
@@ -37,12 +32,11 @@ from .layers import (
 SINE_AMP = 0.1  # amplitude of the sine excitation
 NOISE_STD = 0.003  # std of the noise added on voiced samples; unvoiced get SINE_AMP / 3
 FINAL_LRELU_SLOPE = 0.01  # the reference's last leaky ReLU uses torch's default slope
-DECODE_WORKERS = 2  # decoder pieces evaluated at once on the CPU, one thread (and MLX stream) each
 # CPU form's piece length: 1 s keeps its largest activation (32 channels x 48k samples at 48 kHz)
 # near 6 MB and a piece's working set near 0.1 GB, flat in the audio length; with every stage
 # cropped to its reach (Generator.stage_margins) only the first stage recomputes context.
 # Measured on 10 s of a v2 48k decoder: 2 s pieces 7.2 s, 1 s pieces 6.8 s one at a time, and
-# two at a time (DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
+# two at a time (forms.cpu.DECODE_WORKERS) 5.5 s with 1 s pieces, 6.1 s with 0.5 s pieces.
 CPU_PIECE_FRAMES = 100
 # GPU form: MLX memory a decoded frame holds at the peak, in units of the widest stage's
 # activation per frame (channels x samples per frame x 4 bytes): measured on an H200 (MLX 0.32,
@@ -52,30 +46,6 @@ CPU_PIECE_FRAMES = 100
 GPU_FRAME_ACTIVATIONS = 200
 DECODE_BUFFER_CACHE = 64 << 20  # bytes of freed MLX buffers kept for reuse while decoding (see buffer_cache);
 # 256 MiB measured no faster on a 30 s conversion and 0.2 GB more at its peak
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The decoder's worker threads, kept for the process (remade in a forked child)."""
-    global _POOL
-    if _POOL is None or _POOL[:2] != (os.getpid(), workers):
-        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="mlx-rvc-decode"))
-    return _POOL[2]
-
-
-def decode_workers(pieces: int) -> int:
-    """How many decoder pieces to evaluate at once: :data:`DECODE_WORKERS` on a multi-core CPU.
-
-    MLX's CPU backend runs everything but BLAS on one thread (transforms, element-wise
-    operations, copies), so two pieces on two threads, each matmul on one core, keep both
-    cores busy: measured on 10 s of a v2 48 kHz decoder in 1 s pieces, 6.8 s one at a time,
-    5.5 s two at a time. Each worker holds one piece's activations (~0.1 GB at 1 s).
-    """
-    if not forms.is_cpu():
-        return 1
-    return max(1, min(DECODE_WORKERS, os.cpu_count() or 1, pieces))
 
 
 def _nearest_index(n_out: int, n_in: int, upp: int) -> np.ndarray:
@@ -171,18 +141,8 @@ class MonoPointwise(nn.Module):
 
 
 def resblock_conv(channels: int, kernel_size: int, dilation: int) -> Conv1d:
-    """A residual-block convolution: by FFT overlap-save where :func:`fft_size` plans it, else direct.
-
-    Measured on 2 s pieces of a v2 48k decoder: a stage of residual blocks runs 1.6x faster at
-    128 and 256 channels and 1.35x at 64 with K=7 and K=11 by FFT; K=3 is always slower by FFT,
-    and at 32 channels the stage as a whole did not gain. 256 channels stay direct for memory
-    (see :data:`mlx_rvc.models.fftconv.FFT_PLAN`).
-    """
-    padding = get_padding(kernel_size, dilation)
-    n_fft = fft_size(kernel_size, dilation, channels)
-    if n_fft is not None:
-        return FFTConv1d(channels, channels, kernel_size, n_fft=n_fft, dilation=dilation, padding=padding)
-    return Conv1d(channels, channels, kernel_size, dilation=dilation, padding=padding)
+    """A residual-block convolution ('same' padding)."""
+    return Conv1d(channels, channels, kernel_size, dilation=dilation, padding=get_padding(kernel_size, dilation))
 
 
 class ResBlock1(nn.Module):
@@ -361,21 +321,11 @@ class Generator(nn.Module):
             mx.eval(y)
             return y
 
-        workers = decode_workers(len(bounds))
-        if workers == 1:
-            pieces = [piece(bound) for bound in bounds]
+        if forms.is_cpu():
+            pieces = forms.cpu.decode_pieces(self, piece, bounds)
         else:
-            shared_malloc_arena()
-            self._warm_spectra()
-            with mlx_blas_threads(max(1, (os.cpu_count() or 1) // workers)):
-                pieces = list(_pool(workers).map(piece, bounds))
+            pieces = [piece(bound) for bound in bounds]
         return pieces[0] if len(pieces) == 1 else mx.concatenate(pieces, axis=1)
-
-    def _warm_spectra(self) -> None:
-        """Derive every FFT convolution's kernel spectrum now, before threads share the modules."""
-        for _, module in self.named_modules():
-            if isinstance(module, FFTConv1d):
-                module.spectrum()
 
     def _forward(self, x: mx.array, g: mx.array | None, sine_waves: mx.array | None,
                  trace: dict | None, keep: tuple[int, int] | None = None) -> mx.array:
