@@ -334,6 +334,9 @@ class SynthNoise:
 
     z_p: np.ndarray | None = None
     sine: np.ndarray | None = None
+    # (B, T·upp, 1): the NSF excitation itself, made by the caller (a stream continuing the
+    # sine's phase across calls); replaces the one ``infer`` would make from pitchf and ``sine``
+    excitation: np.ndarray | None = None
 
 
 class Synthesizer(nn.Module):
@@ -388,7 +391,9 @@ class Synthesizer(nn.Module):
         z_p = (m_p + mx.exp(logs_p) * mx.array(eps, dtype=mx.float32) * Z_P_NOISE_SCALE) * x_mask
         z = self.flow.reverse(z_p, x_mask, g, trace)
         sine = None
-        if cfg.f0:
+        if cfg.f0 and noise.excitation is not None:
+            sine = mx.array(np.asarray(noise.excitation, np.float32))
+        elif cfg.f0:
             draw = noise.sine if noise.sine is not None else rng.standard_normal((b, t * cfg.upp, 1))
             sine = mx.array(sine_excitation(np.asarray(pitchf), upp=cfg.upp, sample_rate=cfg.sample_rate,
                                             noise=draw))
