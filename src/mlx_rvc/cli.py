@@ -568,6 +568,8 @@ def stream(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Convert a file through the real-time path, block by block, and report whether it keeps up."""
+    from rich.markup import escape
+
     from .audio import SUBTYPES, load_audio, write_audio
     from .pipeline import VoiceConverter
     from .stream import StreamingConverter, reference_latency_formula, stream_audio
@@ -587,7 +589,7 @@ def stream(
         y, report = stream_audio(streamer, audio, realtime=realtime)
         write_audio(output, y, streamer.output_rate, subtype=subtype)
     except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(escape(str(exc)))
     result = {"input": str(input), "output": str(output), "voice": converter.voice.name,
               "settings": {"block": settings.block, "crossfade": settings.crossfade, "extra": settings.extra,
                            "lookahead": settings.lookahead},
@@ -634,13 +636,15 @@ def live(
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
 ) -> None:
     """Convert the microphone live, to the speakers or a file; Ctrl-C stops. Needs the `live` extra."""
+    from rich.markup import escape
+
     from . import stream as st
 
     if list_devices:
         try:
             devices = st.list_devices()
         except MlxRvcError as exc:
-            _fail(str(exc))
+            _fail(escape(str(exc)))
         table = Table("index", "name", "in", "out", "rate")
         for d in devices:
             table.add_row(str(d["index"]), d["name"], str(d["inputs"]), str(d["outputs"]), str(d["default_rate"]))
@@ -675,7 +679,7 @@ def live(
         final = st.run_live(streamer_for, input_device=input_device, output_device=output_device, to_file=to,
                             on_status=show)
     except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(escape(str(exc)))
     err_console.print(f"\nstopped after {final.blocks} blocks ({final.underruns} underruns, {final.dropped} dropped)"
                       + (f"; wrote {to}" if to else ""))
 

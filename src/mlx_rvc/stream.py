@@ -495,7 +495,7 @@ def stream_audio(streamer: StreamingConverter, audio: np.ndarray, *, realtime: b
     out_step = int(round(streamer.block_seconds * streamer.output_rate))
     pieces: list[np.ndarray] = []
     late = dropped = 0
-    compute: list[float] = []
+    counted: list[BlockStats] = []  # the blocks that hold input
     t0 = time.perf_counter()
     for i, lo in enumerate(range(0, len(x), step)):
         due = t0 + (i + 1) * streamer.block_seconds  # when this block has fully arrived live
@@ -509,16 +509,20 @@ def stream_audio(streamer: StreamingConverter, audio: np.ndarray, *, realtime: b
                 continue
         n_stats = len(streamer.stats)
         pieces.append(streamer.feed(x[lo:lo + step]))
-        compute.extend(s.seconds for s in streamer.stats[n_stats:])
+        counted.extend(streamer.stats[n_stats:])
         if realtime and time.perf_counter() - due > streamer.block_seconds:
             late += 1
+    n_stats = len(streamer.stats)
     pieces.append(streamer.flush())
+    # the first blocks the flush converts still hold input (the resampler held it back)
+    holding = -(-len(x) // step) - len(counted) - dropped
+    counted.extend(streamer.stats[n_stats:][:max(0, holding)])
     y = np.concatenate(pieces)
     n_out = int(round(len(x) * streamer.output_rate / streamer.input_rate))
     y = y[streamer.delay: streamer.delay + n_out]
     if len(y) < n_out:
         y = np.pad(y, (0, n_out - len(y)))
-    counted = streamer.stats[: len(compute)]
+    compute = [s.seconds for s in counted]
     stages = {k: float(np.median([s.stages.get(k, 0.0) for s in counted])) for k in (counted[0].stages if counted else {})}
     if not realtime:
         late = int(sum(t > streamer.block_seconds for t in compute))
