@@ -58,8 +58,8 @@ def quality(converter: VoiceConverter, speech: np.ndarray, settings: StreamSetti
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--voices", default="v2_48k,v1_40k")
-    ap.add_argument("--blocks", default="0.25,0.35,0.5,0.75,1.0", help="block sizes (s) at the reference preset")
-    ap.add_argument("--low-latency-blocks", default="0.1,0.15,0.25,0.35,0.5", help="block sizes at the low-latency preset")
+    ap.add_argument("--blocks", default="0.25,0.5,0.75,1.0", help="block sizes (s) at the reference preset")
+    ap.add_argument("--low-latency-blocks", default="0.1,0.15,0.25,0.5", help="block sizes at the low-latency preset")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of speech per run")
     ap.add_argument("--quality", action="store_true", help="also compare streamed with file conversion")
     ap.add_argument("--out", type=Path)
@@ -86,7 +86,8 @@ def main() -> None:
                            "reference_latency_formula_seconds": reference_latency_formula(settings), **d}
                     results["runs"].append(run)
                     print(f"{name} {preset} block {block:g}: p95 RTF {d['realtime_factor']['p95']:.2f}, median "
-                          f"{d['realtime_factor']['median']:.2f}, latency {d['latency_seconds']['total']:.3f} s, "
+                          f"{d['realtime_factor']['median']:.2f}, CPU p95 {d['cpu_seconds_p95']:.3f} s, "
+                          f"latency {d['latency_seconds']['total']:.3f} s, "
                           f"stages {({k: round(v, 3) for k, v in d['stage_median_seconds'].items()})}, "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
             if args.quality:

@@ -162,6 +162,7 @@ class BlockStats:
     """What converting one block cost."""
 
     seconds: float  # wall time of the conversion step
+    cpu_seconds: float = 0.0  # CPU time of the process (all its threads) during the step
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
@@ -308,7 +309,7 @@ class StreamingConverter:
     # -- one block ---------------------------------------------------------------------------
     def _convert_block(self, block16: np.ndarray) -> np.ndarray:
         """Slide the window by one block and convert it: ``block_frames·upp`` samples at the voice's rate."""
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         stages: dict[str, float] = {}
         cfg = self.converter.voice.cfg
         options = self.options
@@ -357,7 +358,7 @@ class StreamingConverter:
             audio = audio * np.power(src / out_env, np.float32(1 - options.rms_mix_rate))
         audio = self._join(audio.astype(np.float32))
         stages["join"] = time.perf_counter() - t0
-        self.stats.append(BlockStats(time.perf_counter() - t_start, stages))
+        self.stats.append(BlockStats(time.perf_counter() - t_start, time.process_time() - cpu_start, stages))
         self.blocks += 1
         return audio
 
@@ -454,6 +455,7 @@ class StreamReport:
     input_seconds: float
     output_rate: int
     compute: list[float]  # seconds per converted block
+    cpu: list[float]  # CPU seconds of the process per block: on an idle machine the wall time is at most this
     latency: dict[str, float]  # algorithmic latency by part (s)
     realtime: bool  # fed at real-time pace (else as fast as possible)
     late: int = 0  # blocks whose output was not ready when the previous one had played
@@ -473,6 +475,7 @@ class StreamReport:
         return {"block_seconds": self.block_seconds, "input_seconds": self.input_seconds,
                 "output_rate": self.output_rate, "blocks": int(t.size), "realtime": self.realtime,
                 **summary, "keeps_up": bool(t.size and np.percentile(rtf, 95) < 1),
+                "cpu_seconds_p95": float(np.percentile(self.cpu, 95)) if self.cpu else None,
                 "late_blocks": self.late, "dropped_blocks": self.dropped, "latency_seconds": self.latency,
                 "warm_up_seconds": self.warm_up, "stage_median_seconds": self.stages,
                 "realtime_factor_per_block": [float(v) for v in rtf]}
@@ -527,7 +530,7 @@ def stream_audio(streamer: StreamingConverter, audio: np.ndarray, *, realtime: b
     if not realtime:
         late = int(sum(t > streamer.block_seconds for t in compute))
     report = StreamReport(streamer.block_seconds, len(x) / streamer.input_rate, streamer.output_rate, compute,
-                          streamer.latency, realtime, late, dropped, warm, stages)
+                          [s.cpu_seconds for s in counted], streamer.latency, realtime, late, dropped, warm, stages)
     return y.astype(np.float32), report
 
 
