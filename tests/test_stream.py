@@ -275,3 +275,95 @@ def test_live_without_sounddevice_says_so(library, monkeypatch):
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 2 and "pip install 'mlx-rvc[live]'" in r.output
         assert len(r.output.strip().splitlines()) <= 2  # one message (the console may wrap it)
+
+
+class _FakePortAudio:
+    """Stands in for sounddevice: an input device that delivers ``audio`` through the callback
+    in blocks (as fast as it is read), an output device that records what it is given."""
+
+    PortAudioError = RuntimeError
+
+    def __init__(self, audio: np.ndarray, rate: int):
+        self.audio, self.rate, self.played = audio, rate, []
+
+    def query_devices(self, device=None, kind=None):
+        return {"name": "fake", "default_samplerate": float(self.rate), "max_input_channels": 1,
+                "max_output_channels": 1}
+
+    def InputStream(self, *, callback, blocksize, **kw):
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def run():
+            def deliver():
+                for lo in range(0, len(self.audio) - blocksize + 1, blocksize):
+                    callback(self.audio[lo:lo + blocksize, None], blocksize, None, None)
+
+            t = threading.Thread(target=deliver)
+            t.start()
+            yield
+            t.join()
+
+        return run()
+
+    def OutputStream(self, *, callback, **kw):
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def run():
+            done = threading.Event()
+
+            def pull():
+                while not done.is_set():
+                    out = np.zeros((512, 1), np.float32)
+                    callback(out, 512, None, None)
+                    self.played.append(out[:, 0].copy())
+                    done.wait(0.002)
+
+            t = threading.Thread(target=pull)
+            t.start()
+            yield
+            done.set()
+            t.join()
+
+        return run()
+
+
+def test_live_loop_plays_the_conversion(bob, speech, monkeypatch):
+    from mlx_rvc import stream as st
+
+    fake = _FakePortAudio(speech[:16000], 16000)
+    monkeypatch.setattr(st, "_sounddevice", lambda: fake)
+    statuses = []
+    final = st.run_live(lambda i, o: StreamingConverter(bob, RAW, settings=StreamSettings(extra=0.5), input_rate=i,
+                                                        output_rate=o),
+                        on_status=lambda s: statuses.append(s.blocks), stop=lambda: len(statuses) >= 4,
+                        max_backlog=100)
+    assert final.blocks == 4
+    played = np.concatenate(fake.played)
+    assert np.abs(played).max() > 0.01  # converted audio reached the output (the rest is underrun silence)
+
+
+def test_live_loop_converts_to_a_file_and_stops_on_ctrl_c(bob, speech, tmp_path, monkeypatch):
+    from mlx_rvc import stream as st
+
+    fake = _FakePortAudio(speech[:16000 * 2], 16000)
+    monkeypatch.setattr(st, "_sounddevice", lambda: fake)
+    seen = []
+
+    def on_status(status):
+        seen.append(status.blocks)
+        if status.blocks == 6:
+            raise KeyboardInterrupt  # what Ctrl-C does in the converting thread
+
+    def streamer_for(input_rate, output_rate):
+        assert input_rate == 16000 and output_rate is None  # to a file: the voice's own rate
+        return StreamingConverter(bob, RAW, settings=StreamSettings(extra=0.5), input_rate=input_rate)
+
+    target = tmp_path / "live.wav"
+    final = st.run_live(streamer_for, to_file=target, on_status=on_status, max_backlog=100)
+    assert seen == [1, 2, 3, 4, 5, 6] and final.blocks == 6 and final.dropped == 0
+    info = sf.info(target)  # the blocks converted before the stop, and the flushed tail
+    assert info.samplerate == 40000 and info.frames >= 6 * 0.25 * 40000
