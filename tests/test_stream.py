@@ -116,6 +116,28 @@ def test_bad_settings_are_refused(library, bob):
         StreamingConverter(bob, RAW).feed(np.full(100, np.nan, np.float32))
 
 
+def test_flow_context_of_24_frames_is_exact(alice, bob):
+    import mlx.core as mx
+
+    from mlx_rvc.models.synthesizer import SynthNoise
+
+    rng = np.random.default_rng(1)
+    for conv in (alice, bob):
+        cfg, t = conv.voice.cfg, 120
+        kwargs = {}
+        if cfg.f0:
+            f0 = np.full((1, t), 180.0, np.float32) * np.linspace(1, 1.5, t, dtype=np.float32)
+            kwargs = {"pitch": mx.array(np.full((1, t), 60, np.int32)), "pitchf": f0}
+        noise = SynthNoise(z_p=rng.standard_normal((1, t, cfg.inter_channels)),
+                           sine=rng.standard_normal((1, t * cfg.upp, 1)))
+        args = (mx.array(rng.standard_normal((1, t, cfg.phone_channels)).astype(np.float32)), mx.array([t]),
+                mx.array([0]))
+        whole = np.asarray(conv.voice.synth.infer(*args, noise=noise, keep_frames=(70, 100), **kwargs))
+        cut = np.asarray(conv.voice.synth.infer(*args, noise=noise, keep_frames=(70, 100), flow_context=24, **kwargs))
+        # the flow's couplings reach 24 frames: the same numbers up to float32 summation order
+        np.testing.assert_allclose(cut, whole, atol=1e-5 * np.abs(whole).max())
+
+
 # -- against the file conversion ---------------------------------------------------------------
 
 def offline_frames(n: int) -> int:

@@ -14,9 +14,9 @@ frames (160 samples at 16 kHz, ``upp`` samples at the voice's rate):
 * pitch is tracked only on the window's tail (the block and the lookahead plus 50 ms, rounded
   up for RMVPE to a whole number of its 32-frame blocks) and written into a cache of past f0, dropping 3 frames
   at the tail's start and 1 at its end, where the tracker lacks context — the reference's cache;
-* the synthesizer runs its text encoder and flow over the window but decodes only the
-  ``X + S + B`` frames that follow the context (the reference's ``skip_head`` /
-  ``return_length``);
+* the synthesizer runs its text encoder over the window, its flow over the 24 frames before
+  the decoded ones onwards (the flow's reach), and decodes only the ``X + S + B`` frames that
+  follow the context (the reference's ``skip_head`` / ``return_length``);
 * the loudness envelope of the input is mixed in over 40 ms frames (the reference's real-time
   RMS mix), then SOLA: the offset within the search frame where the new audio best matches
   (normalised cross-correlation) the tail kept from the previous block, a sin²/cos² crossfade
@@ -51,7 +51,7 @@ SOLA_SEARCH_FRAMES = 1  # the reference searches the best join within 10 ms
 F0_TAIL_EXTRA = 800  # samples at 16 kHz tracked before the new block (50 ms), as the reference
 RMVPE_BLOCK = 5120  # samples of 32 RMVPE frames: its tail is a whole number of them, less one hop
 F0_DROP_HEAD, F0_DROP_TAIL = 3, 1  # tracked frames not trusted at the tail's two ends (reference)
-FLOW_CONTEXT_FRAMES = 24  # frames before the decoded ones that the reference's flow reads
+FLOW_CONTEXT_FRAMES = 24  # frames before the decoded ones the flow reads: its reach, as in the reference
 RMS_FRAMES = 4  # frames per RMS window of the live loudness mix (40 ms, hop 10 ms: reference)
 RMS_FLOOR = 1e-3  # the reference's floor on the converted audio's envelope in the live mix
 OUTPUT_LIMIT = 1.0  # converted samples are clipped to ±1 (a stream cannot be rescaled afterwards)
@@ -383,7 +383,8 @@ class StreamingConverter:
         return pitch_mod.postprocess(cache, semitones=options.pitch, unvoiced=options.unvoiced)
 
     def _synthesize(self, feats: np.ndarray, pitch, pitchf) -> np.ndarray:
-        """Text encoder and flow over the window, decoding only the frames after the extra context."""
+        """Text encoder over the window, flow from its reach before the decoded frames, decoding
+        only the frames after the extra context."""
         import mlx.core as mx
 
         from .models.synthesizer import SynthNoise
@@ -407,7 +408,7 @@ class StreamingConverter:
         keep = (self.extra_frames, self.extra_frames + self.return_frames)
         audio = self.converter.voice.synth.infer(mx.array(feats[None]), mx.array([w]), mx.array([self.options.speaker]),
                                                  noise=SynthNoise(z_p=z_p, excitation=excitation),
-                                                 keep_frames=keep, **kwargs)
+                                                 keep_frames=keep, flow_context=FLOW_CONTEXT_FRAMES, **kwargs)
         return np.asarray(audio[0], np.float32)
 
     def _excitation(self, pitchf: np.ndarray, noise: np.ndarray) -> np.ndarray:
