@@ -9,7 +9,7 @@ keeps up. The streamed output is compared with the file conversion of the same a
 (spectrogram correlation, :func:`mlx_rvc.metrics.audio_diff`), with the RMS mix off (the live mix
 follows a 40 ms envelope, the file's a 0.5 s one) and with the defaults.
 
-    python benchmarks/bench_stream.py --out benchmarks/results/stream_cpu.json
+    python benchmarks/bench_stream.py --quality v2_48k --out benchmarks/results/stream_cpu.json
     python benchmarks/bench_stream.py --blocks 0.25,0.5 --voices v2_48k --seconds 8
 
 The machine's load average is recorded before and after: other work on the CPU slows blocks.
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--blocks", default="0.25,0.5,0.75,1.0", help="block sizes (s) at the reference preset")
     ap.add_argument("--low-latency-blocks", default="0.1,0.15,0.25,0.5", help="block sizes at the low-latency preset")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of speech per run")
-    ap.add_argument("--quality", action="store_true", help="also compare streamed with file conversion")
+    ap.add_argument("--quality", default="", help="voices whose stream is also compared with the file conversion")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -85,12 +85,14 @@ def main() -> None:
                            time.perf_counter() - t0, "load": os.getloadavg(),
                            "reference_latency_formula_seconds": reference_latency_formula(settings), **d}
                     results["runs"].append(run)
+                    if args.out:  # as it goes: a long sweep leaves what it measured
+                        args.out.write_text(json.dumps(results, indent=2))
                     print(f"{name} {preset} block {block:g}: p95 RTF {d['realtime_factor']['p95']:.2f}, median "
                           f"{d['realtime_factor']['median']:.2f}, CPU p95 {d['cpu_seconds_p95']:.3f} s, "
                           f"latency {d['latency_seconds']['total']:.3f} s, "
                           f"stages {({k: round(v, 3) for k, v in d['stage_median_seconds'].items()})}, "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
-            if args.quality:
+            if name in args.quality.split(","):
                 for preset in ("reference", "low-latency"):
                     for rms in (1.0, 0.25):
                         options = ConversionOptions(rms_mix_rate=rms)
