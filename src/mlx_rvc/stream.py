@@ -42,6 +42,7 @@ from .dsp.chunks import SAMPLE_RATE, WINDOW
 from .dsp.filters import highpass
 from .dsp.rms import frame_rms
 from .errors import MlxRvcError
+from .models.synthesizer import FLOW_COUPLINGS, FLOW_KERNEL, FLOW_LAYERS
 from .options import ConversionOptions
 from .pipeline import ChunkDraws, VoiceConverter, protect_unvoiced, repeat_frames
 
@@ -51,7 +52,7 @@ SOLA_SEARCH_FRAMES = 1  # the reference searches the best join within 10 ms
 F0_TAIL_EXTRA = 800  # samples at 16 kHz tracked before the new block (50 ms), as the reference
 RMVPE_BLOCK = 5120  # samples of 32 RMVPE frames: its tail is a whole number of them, less one hop
 F0_DROP_HEAD, F0_DROP_TAIL = 3, 1  # tracked frames not trusted at the tail's two ends (reference)
-FLOW_CONTEXT_FRAMES = 24  # frames before the decoded ones the flow reads: its reach, as in the reference
+FLOW_REACH = FLOW_COUPLINGS * FLOW_LAYERS * (FLOW_KERNEL // 2)  # frames each side one flow output reads (24)
 RMS_FRAMES = 4  # frames per RMS window of the live loudness mix (40 ms, hop 10 ms: reference)
 RMS_FLOOR = 1e-3  # the reference's floor on the converted audio's envelope in the live mix
 OUTPUT_LIMIT = 1.0  # converted samples are clipped to ±1 (a stream cannot be rescaled afterwards)
@@ -335,7 +336,8 @@ class StreamingConverter:
         if self.index is not None:
             from .retrieval import blend
 
-            first = max(0, self.extra_frames - FLOW_CONTEXT_FRAMES) // 2  # frames the flow and decoder read
+            # the frames the flow and decoder read: from the flow's reach before the decoded ones
+            first = max(0, self.extra_frames - FLOW_REACH) // 2
             feats = feats.copy()
             feats[first:] = blend(feats[first:], self.index, options.index_rate)
         stages["retrieval"] = time.perf_counter() - t0
@@ -408,7 +410,7 @@ class StreamingConverter:
         keep = (self.extra_frames, self.extra_frames + self.return_frames)
         audio = self.converter.voice.synth.infer(mx.array(feats[None]), mx.array([w]), mx.array([self.options.speaker]),
                                                  noise=SynthNoise(z_p=z_p, excitation=excitation),
-                                                 keep_frames=keep, flow_context=FLOW_CONTEXT_FRAMES, **kwargs)
+                                                 keep_frames=keep, flow_context=FLOW_REACH, **kwargs)
         return np.asarray(audio[0], np.float32)
 
     def _excitation(self, pitchf: np.ndarray, noise: np.ndarray) -> np.ndarray:
