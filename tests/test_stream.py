@@ -274,7 +274,13 @@ def test_stream_command_writes_the_output_and_a_report(library, speech, tmp_path
     info = sf.info(out)
     assert info.samplerate == 40000 and info.frames == 4 * 40000
     r = CliRunner().invoke(app, ["stream", str(src), str(src), "-m", "bob"])
-    assert r.exit_code == 2 and "replace the input" in r.output
+    assert r.exit_code == 2 and "is the input" in r.output
+    before = out.read_bytes()
+    r = CliRunner().invoke(app, ["stream", str(src), str(out), "-m", "bob"])
+    assert r.exit_code == 2 and "--overwrite" in r.output and out.read_bytes() == before
+    r = CliRunner().invoke(app, ["stream", str(src), str(out), "-m", "bob", "--block", "0.5", "--extra", "0.5",
+                                 "--overwrite"])
+    assert r.exit_code == 0 and out.read_bytes() != before
     r = CliRunner().invoke(app, ["stream", str(src), str(out), "-m", "bob", "--block", "0"])
     assert r.exit_code == 2 and "block" in r.output
 

@@ -565,11 +565,10 @@ def stream(
     bit_depth: int = typer.Option(16, "--bit-depth", help="16, 24 or 32 (float)"),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="content encoder (default: the library's)"),
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing OUTPUT file"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Convert a file through the real-time path, block by block, and report whether it keeps up."""
-    from rich.markup import escape
-
     from .audio import SUBTYPES, load_audio, write_audio
     from .pipeline import VoiceConverter
     from .stream import StreamingConverter, reference_latency_formula, stream_audio
@@ -580,16 +579,21 @@ def stream(
     subtype = {v: k for k, v in SUBTYPES.items()}.get(bit_depth)
     if subtype is None:
         _fail(f"--bit-depth must be one of {sorted(SUBTYPES.values())}, got {bit_depth}")
-    if output.resolve() == input.resolve():
-        _fail("the output would replace the input; choose another name")
+    from .safety import check_not_input, check_target
+
+    try:
+        check_not_input(output, [input])
+        check_target(output, overwrite=overwrite)  # before the work, not after it
+    except MlxRvcError as exc:
+        _fail(str(exc))
     try:
         audio, sr = load_audio(input)
         converter = VoiceConverter(model, encoder=encoder, pitch_model=pitch_model, keep_models=True)
         streamer = StreamingConverter(converter, options, settings=settings, input_rate=sr)
         y, report = stream_audio(streamer, audio, realtime=realtime)
-        write_audio(output, y, streamer.output_rate, subtype=subtype)
+        write_audio(output, y, streamer.output_rate, subtype=subtype, overwrite=overwrite, inputs=[input])
     except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(escape(str(exc)))
+        _fail(str(exc))
     result = {"input": str(input), "output": str(output), "voice": converter.voice.name,
               "settings": {"block": settings.block, "crossfade": settings.crossfade, "extra": settings.extra,
                            "lookahead": settings.lookahead},
@@ -607,7 +611,7 @@ def stream(
                   f"crossfade {report.latency['crossfade'] * 1000:.0f}, search {report.latency['sola_search'] * 1000:.0f}, "
                   f"lookahead {report.latency['lookahead'] * 1000:.0f}, resampling "
                   f"{report.latency['resampling'] * 1000:.1f}) + compute; late blocks {report.late}, dropped {report.dropped}")
-    console.print(f"wrote {output}")
+    console.print(f"wrote {_escape(str(output))}", highlight=False)
 
 
 @app.command()
@@ -636,7 +640,7 @@ def live(
     pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
 ) -> None:
     """Convert the microphone live, to the speakers or a file; Ctrl-C stops. Needs the `live` extra."""
-    from rich.markup import escape
+    import os
 
     from . import stream as st
 
@@ -644,7 +648,7 @@ def live(
         try:
             devices = st.list_devices()
         except MlxRvcError as exc:
-            _fail(escape(str(exc)))
+            _fail(str(exc))
         table = Table("index", "name", "in", "out", "rate")
         for d in devices:
             table.add_row(str(d["index"]), d["name"], str(d["inputs"]), str(d["outputs"]), str(d["default_rate"]))
@@ -655,7 +659,7 @@ def live(
     settings = _stream_settings(preset, block, crossfade, extra, lookahead)
     options = _live_options(pitch, f0_method, index, index_rate, protect, rms_mix_rate, filter_radius, unvoiced, 0,
                             speaker, seed)
-    if to is not None and to.exists():
+    if to is not None and os.path.lexists(to):
         _fail(f"{to} exists; live output never replaces a file")
     state = {}
 
@@ -679,9 +683,9 @@ def live(
         final = st.run_live(streamer_for, input_device=input_device, output_device=output_device, to_file=to,
                             on_status=show)
     except (MlxRvcError, FileNotFoundError, ValueError) as exc:
-        _fail(escape(str(exc)))
+        _fail(str(exc))
     err_console.print(f"\nstopped after {final.blocks} blocks ({final.underruns} underruns, {final.dropped} dropped)"
-                      + (f"; wrote {to}" if to else ""))
+                      + (f"; wrote {_escape(str(to))}" if to else ""))
 
 
 def _print_report(report) -> None:

@@ -261,7 +261,7 @@ class StreamingConverter:
         self._out = _Resampler(self.voice_rate, self.output_rate)
         self.blocks = 0  # blocks converted since the stream started
         self.stats: list[BlockStats] = []
-        self.fed = 0  # input samples fed (at the input rate)
+        self.last_offset = 0  # SOLA's offset (voice-rate samples) at the last join
 
     def warm_up(self) -> float:
         """Convert one block of silence and forget it (first calls allocate and load); seconds taken."""
@@ -281,12 +281,12 @@ class StreamingConverter:
             raise StreamError(f"samples must be (N,) or (N, channels), got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise StreamError("the input contains NaN or infinite samples")
-        self.fed += len(x)
         return self._push(self._in(x))
 
     def flush(self) -> np.ndarray:
         """End of the stream: convert what is buffered, followed by silence until every fed
-        sample has come out (``delay`` samples later); returns the remaining output."""
+        sample has come out (``delay`` samples later); returns the remaining output. Call
+        :meth:`reset` before feeding another stream."""
         out = [self._push(self._in(np.zeros(0, np.float32), last=True))]
         # the partial block, then whole silent blocks until the delayed tail is out
         frames = self.crossfade_frames + SOLA_SEARCH_FRAMES + self.lookahead_frames
@@ -633,7 +633,8 @@ def run_live(streamer_for: Callable[[int, int | None], StreamingConverter], *, i
                                                     callback=on_output))
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot open the audio device: {exc}") from None
-        writer = stack.enter_context(AudioWriter(to_file, streamer.output_rate, subtype=subtype)) if to_file else None
+        writer = (stack.enter_context(AudioWriter(to_file, streamer.output_rate, subtype=subtype, overwrite=False))
+                  if to_file else None)
         try:
             while stop is None or not stop():
                 try:
