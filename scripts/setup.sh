@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with mlx-rvc installed (editable, with test tools) and, on Debian/Ubuntu as root,
 # the system packages it uses: OpenBLAS (fast matmuls for MLX on Linux), libsndfile, ffmpeg, and
-# Chromium for the web app's browser tests (Debian).
+# Chromium for the web app's browser tests (Debian), PortAudio for `mlx-rvc live`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -12,6 +12,7 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null 2>&1; then
   ls /usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1 || need+=(libopenblas0-pthread)
   ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
   command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)  # decodes m4a/opus/webm inputs
+  ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)  # mlx-rvc live
   # the web app's browser tests drive Debian's Chromium (Ubuntu's package is only a snap stub)
   if grep -qx 'ID=debian' /etc/os-release 2>/dev/null && ! command -v chromium >/dev/null 2>&1; then
     need+=(chromium chromium-driver)
@@ -29,7 +30,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e '.[test,ui]'
+"$VENV/bin/python" -m pip install -q -e '.[test,ui,live]'
 # MLX_BACKEND=cuda12|cuda13: replace MLX's Linux CPU backend by its CUDA build of the same version
 # (both ship mlx/lib/libmlx.so, so only one may be installed)
 case "${MLX_BACKEND:-cpu}" in

@@ -506,6 +506,188 @@ def demo(
     console.print(f"wrote {result.output} and {result.picture}")
 
 
+def _stream_settings(preset: str, block: Optional[float], crossfade: Optional[float], extra: Optional[float],
+                     lookahead: Optional[float]):
+    from .stream import PRESETS
+
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    changes = {k: v for k, v in (("block", block), ("crossfade", crossfade), ("extra", extra),
+                                 ("lookahead", lookahead)) if v is not None}
+    from dataclasses import replace
+
+    settings = replace(base, **changes)
+    try:
+        settings.check()
+    except MlxRvcError as exc:
+        _fail(str(exc))
+    return settings
+
+
+def _live_options(pitch, f0_method, index, index_rate, protect, rms_mix_rate, filter_radius, unvoiced, resample_sr,
+                  speaker, seed):
+    from .options import ConversionOptions
+
+    try:
+        return ConversionOptions(pitch=pitch, f0_method=f0_method, index_path=index, index_rate=index_rate,
+                                 protect=protect, rms_mix_rate=rms_mix_rate, filter_radius=filter_radius,
+                                 unvoiced=unvoiced, resample_sr=resample_sr, speaker=speaker, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+_PRESET_HELP = "timing preset: reference (0.25 s blocks, 0.05 s crossfade, 2.5 s context) or low-latency"
+
+
+@app.command()
+def stream(
+    input: Path = typer.Argument(..., help="audio file to feed through the streaming converter"),
+    output: Path = typer.Argument(..., help="converted audio file (written atomically)"),
+    model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),
+    preset: str = typer.Option("reference", "--preset", help=_PRESET_HELP),
+    block: Optional[float] = typer.Option(None, "--block", help="seconds converted per step (overrides the preset)"),
+    crossfade: Optional[float] = typer.Option(None, "--crossfade", help="seconds of crossfade at joins (≤ 0.04 used)"),
+    extra: Optional[float] = typer.Option(None, "--extra", help="seconds of past context"),
+    lookahead: Optional[float] = typer.Option(None, "--lookahead", help="seconds of future context (adds latency)"),
+    realtime: bool = typer.Option(False, "--realtime", help="feed at real-time pace; count late and dropped blocks"),
+    pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
+    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest or dio"),
+    index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
+    index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
+    protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
+    rms_mix_rate: float = typer.Option(0.25, "--rms-mix-rate", help="0..1: 1 keeps the voice's loudness"),
+    filter_radius: int = typer.Option(3, "--filter-radius", help="0..7: median filter for harvest/dio pitch"),
+    unvoiced: str = typer.Option("interpolate", "--unvoiced", help="interpolate or keep"),
+    resample_sr: int = typer.Option(0, "--resample-sr", help="output rate in Hz (0 = the voice's)"),
+    speaker: int = typer.Option(0, "--speaker", help="speaker id of multi-speaker voices"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random draws"),
+    bit_depth: int = typer.Option(16, "--bit-depth", help="16, 24 or 32 (float)"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="content encoder (default: the library's)"),
+    pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing OUTPUT file"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Convert a file through the real-time path, block by block, and report whether it keeps up."""
+    from .audio import SUBTYPES, load_audio, write_audio
+    from .pipeline import VoiceConverter
+    from .stream import StreamingConverter, reference_latency_formula, stream_audio
+
+    settings = _stream_settings(preset, block, crossfade, extra, lookahead)
+    options = _live_options(pitch, f0_method, index, index_rate, protect, rms_mix_rate, filter_radius, unvoiced,
+                            resample_sr, speaker, seed)
+    subtype = {v: k for k, v in SUBTYPES.items()}.get(bit_depth)
+    if subtype is None:
+        _fail(f"--bit-depth must be one of {sorted(SUBTYPES.values())}, got {bit_depth}")
+    from .safety import check_not_input, check_target
+
+    try:
+        check_not_input(output, [input])
+        check_target(output, overwrite=overwrite)  # before the work, not after it
+    except MlxRvcError as exc:
+        _fail(str(exc))
+    try:
+        audio, sr = load_audio(input)
+        converter = VoiceConverter(model, encoder=encoder, pitch_model=pitch_model, keep_models=True)
+        streamer = StreamingConverter(converter, options, settings=settings, input_rate=sr)
+        y, report = stream_audio(streamer, audio, realtime=realtime)
+        write_audio(output, y, streamer.output_rate, subtype=subtype, overwrite=overwrite, inputs=[input])
+    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    result = {"input": str(input), "output": str(output), "voice": converter.voice.name,
+              "settings": {"block": settings.block, "crossfade": settings.crossfade, "extra": settings.extra,
+                           "lookahead": settings.lookahead},
+              "reference_latency_formula_seconds": reference_latency_formula(settings), **report.as_dict()}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    d = report.as_dict()
+    if "compute_seconds" in d:
+        c, r = d["compute_seconds"], d["realtime_factor"]
+        console.print(f"{d['blocks']} blocks of {settings.block:g} s: compute min {c['min'] * 1000:.0f} / median "
+                      f"{c['median'] * 1000:.0f} / p95 {c['p95'] * 1000:.0f} / max {c['max'] * 1000:.0f} ms; "
+                      f"real-time factor p95 {r['p95']:.2f} ({'keeps up' if d['keeps_up'] else 'does not keep up'})")
+    console.print(f"latency {report.latency['total'] * 1000:.0f} ms (block {report.latency['block'] * 1000:.0f}, "
+                  f"crossfade {report.latency['crossfade'] * 1000:.0f}, search {report.latency['sola_search'] * 1000:.0f}, "
+                  f"lookahead {report.latency['lookahead'] * 1000:.0f}, resampling "
+                  f"{report.latency['resampling'] * 1000:.1f}) + compute; late blocks {report.late}, dropped {report.dropped}")
+    console.print(f"wrote {_escape(str(output))}", highlight=False)
+
+
+@app.command()
+def live(
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="voice: library name or imported directory"),
+    input_device: Optional[str] = typer.Option(None, "--input", help="input device (index or name; default: the system's)"),
+    output_device: Optional[str] = typer.Option(None, "--output", help="output device (index or name)"),
+    to: Optional[Path] = typer.Option(None, "--to", help="write the converted audio to this file instead of playing it"),
+    list_devices: bool = typer.Option(False, "--list-devices", help="list the audio devices and exit"),
+    preset: str = typer.Option("reference", "--preset", help=_PRESET_HELP),
+    block: Optional[float] = typer.Option(None, "--block", help="seconds converted per step (overrides the preset)"),
+    crossfade: Optional[float] = typer.Option(None, "--crossfade", help="seconds of crossfade at joins (≤ 0.04 used)"),
+    extra: Optional[float] = typer.Option(None, "--extra", help="seconds of past context"),
+    lookahead: Optional[float] = typer.Option(None, "--lookahead", help="seconds of future context (adds latency)"),
+    pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
+    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest or dio"),
+    index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
+    index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
+    protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
+    rms_mix_rate: float = typer.Option(0.25, "--rms-mix-rate", help="0..1: 1 keeps the voice's loudness"),
+    filter_radius: int = typer.Option(3, "--filter-radius", help="0..7: median filter for harvest/dio pitch"),
+    unvoiced: str = typer.Option("interpolate", "--unvoiced", help="interpolate or keep"),
+    speaker: int = typer.Option(0, "--speaker", help="speaker id of multi-speaker voices"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random draws"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="content encoder (default: the library's)"),
+    pitch_model: Optional[str] = typer.Option(None, "--pitch-model", help="RMVPE model (default: the library's)"),
+) -> None:
+    """Convert the microphone live, to the speakers or a file; Ctrl-C stops. Needs the `live` extra."""
+    import os
+
+    from . import stream as st
+
+    if list_devices:
+        try:
+            devices = st.list_devices()
+        except MlxRvcError as exc:
+            _fail(str(exc))
+        table = Table("index", "name", "in", "out", "rate")
+        for d in devices:
+            table.add_row(str(d["index"]), d["name"], str(d["inputs"]), str(d["outputs"]), str(d["default_rate"]))
+        console.print(table if devices else "no audio devices")
+        return
+    if model is None:
+        _fail("give a voice with -m/--model (or --list-devices)")
+    settings = _stream_settings(preset, block, crossfade, extra, lookahead)
+    options = _live_options(pitch, f0_method, index, index_rate, protect, rms_mix_rate, filter_radius, unvoiced, 0,
+                            speaker, seed)
+    if to is not None and os.path.lexists(to):
+        _fail(f"{to} exists; live output never replaces a file")
+    state = {}
+
+    def streamer_for(input_rate: int, output_rate):
+        from .pipeline import VoiceConverter
+
+        converter = VoiceConverter(model, encoder=encoder, pitch_model=pitch_model, keep_models=True)
+        streamer = st.StreamingConverter(converter, options, settings=settings, input_rate=input_rate,
+                                         output_rate=output_rate)
+        state["latency"] = streamer.latency["total"]
+        err_console.print(f"converting live into {converter.voice.name}: {settings.block:g} s blocks, "
+                          f"algorithmic latency {state['latency'] * 1000:.0f} ms; Ctrl-C stops")
+        return streamer
+
+    def show(s) -> None:
+        bar = "#" * int(max(0.0, min(1.0, (s.level_db + 60) / 60)) * 20)
+        err_console.print(f"\rlevel {s.level_db:6.1f} dB [{bar:<20}] load {s.load:4.2f} blocks {s.blocks} "
+                          f"underruns {s.underruns} dropped {s.dropped}  ", end="", highlight=False)
+
+    try:
+        final = st.run_live(streamer_for, input_device=input_device, output_device=output_device, to_file=to,
+                            on_status=show)
+    except (MlxRvcError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    err_console.print(f"\nstopped after {final.blocks} blocks ({final.underruns} underruns, {final.dropped} dropped)"
+                      + (f"; wrote {_escape(str(to))}" if to else ""))
+
+
 def _print_report(report) -> None:
     table = Table(title=f"{report.fixture} ({report.kind}, {report.seconds:.2f} s)")
     for col in ("key", "max |diff|", "rms diff", "rel rms", "corr", "spec corr", "rms ratio", "ok"):

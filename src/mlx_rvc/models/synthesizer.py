@@ -334,6 +334,9 @@ class SynthNoise:
 
     z_p: np.ndarray | None = None
     sine: np.ndarray | None = None
+    # (B, T·upp, 1): the NSF excitation itself, made by the caller (a stream continuing the
+    # sine's phase across calls); replaces the one ``infer`` would make from pitchf and ``sine``
+    excitation: np.ndarray | None = None
 
 
 class Synthesizer(nn.Module):
@@ -350,7 +353,7 @@ class Synthesizer(nn.Module):
     def infer(self, phone: mx.array, lengths: mx.array, sid: mx.array, *, pitch: mx.array | None = None,
               pitchf: np.ndarray | None = None, noise: SynthNoise | None = None, seed: int = 0,
               trace: dict | None = None, decode_chunk_frames: int | str | None = DECODE_AUTO,
-              keep_frames: tuple[int, int] | None = None) -> mx.array:
+              keep_frames: tuple[int, int] | None = None, flow_context: int | None = None) -> mx.array:
         """Synthesise audio.
 
         Args:
@@ -366,6 +369,9 @@ class Synthesizer(nn.Module):
                 active form choose (:meth:`Generator.piece_frames`).
             keep_frames: ``(a, b)``: decode only the audio of frames a..b (the rest is context
                 the caller would cut off; the text encoder and flow still see every frame).
+            flow_context: with ``keep_frames``, run the flow (and decode) only from this many
+                frames before ``a`` on; the flow's couplings reach FLOW_COUPLINGS × FLOW_LAYERS ×
+                (FLOW_KERNEL // 2) = 24 frames, so 24 is exact for the kept frames (the reference's real-time path does this).
 
         Returns:
             (B, T·upp) audio in [-1, 1] at ``cfg.sample_rate``; (B, (b − a)·upp) with ``keep_frames``.
@@ -386,12 +392,19 @@ class Synthesizer(nn.Module):
         x_mask = sequence_mask(mx.array(lengths), t)
         m_p, logs_p = self.enc_p(phone, pitch if cfg.f0 else None, x_mask, trace)
         z_p = (m_p + mx.exp(logs_p) * mx.array(eps, dtype=mx.float32) * Z_P_NOISE_SCALE) * x_mask
+        head = 0  # frames before the flow's input
+        if keep_frames is not None and flow_context is not None:
+            head = max(0, keep_frames[0] - flow_context)
+            keep_frames = (keep_frames[0] - head, keep_frames[1] - head)
+            z_p, x_mask = z_p[:, head:], x_mask[:, head:]
         z = self.flow.reverse(z_p, x_mask, g, trace)
         sine = None
-        if cfg.f0:
+        if cfg.f0 and noise.excitation is not None:
+            sine = mx.array(np.asarray(noise.excitation, np.float32)[:, head * cfg.upp:])
+        elif cfg.f0:
             draw = noise.sine if noise.sine is not None else rng.standard_normal((b, t * cfg.upp, 1))
             sine = mx.array(sine_excitation(np.asarray(pitchf), upp=cfg.upp, sample_rate=cfg.sample_rate,
-                                            noise=draw))
+                                            noise=draw)[:, head * cfg.upp:])
         if trace is not None:
             trace.update(g=g, m_p=m_p, logs_p=logs_p, x_mask=x_mask, z_p=z_p, z=z, dec_input=z * x_mask)
             if sine is not None:
