@@ -256,19 +256,31 @@ class Fcpe(nn.Module):
         x = self.net(x)
         return mx.sigmoid(self.output_proj(self.norm(x)))
 
-    def salience(self, audio_16k: np.ndarray) -> np.ndarray:
+    def salience(self, audio_16k: np.ndarray, *, form: str | None = None) -> np.ndarray:
         """(T, out_dims) float32 salience of 16 kHz audio, T = len // hop + 1.
 
-        One pass over the whole clip: the input stack's GroupNorm takes its statistics over every frame.
+        form: "mlx" (one pass of this module: the input stack's GroupNorm takes its statistics
+        over every frame) or "numpy" (:mod:`mlx_rvc.models.fcpe_cpu`, the same numbers); default:
+        numpy when MLX computes on the CPU.
         """
         mel = log_mel(audio_16k, self.cfg)
+        form = form or ("numpy" if mx.default_device() == mx.cpu else "mlx")
+        if form == "numpy":
+            from .fcpe_cpu import FcpeNumpy
+
+            if getattr(self, "_numpy_form", None) is None:
+                self._numpy_form = FcpeNumpy(self)
+            return self._numpy_form(mel)
+        if form != "mlx":
+            raise ValueError(f"form must be 'mlx' or 'numpy', got {form!r}")
         y = self(mx.array(mel[None]))
         mx.eval(y)
         return np.array(y[0], copy=False)
 
-    def f0(self, audio_16k: np.ndarray, *, threshold: float = THRESHOLD) -> np.ndarray:
+    def f0(self, audio_16k: np.ndarray, *, threshold: float = THRESHOLD, form: str | None = None) -> np.ndarray:
         """f0 in Hz per frame (``len // hop + 1`` frames, 10 ms), 0 where unvoiced."""
-        return decode_local_argmax(self.salience(audio_16k), np.array(self.cent_table), threshold=threshold)
+        return decode_local_argmax(self.salience(audio_16k, form=form), np.array(self.cent_table),
+                                   threshold=threshold)
 
 
 def decode_local_argmax(salience: np.ndarray, cent_table: np.ndarray, *, threshold: float = THRESHOLD) -> np.ndarray:
