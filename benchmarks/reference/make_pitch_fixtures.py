@@ -11,8 +11,13 @@ references call them:
   WebUI and Applio). torchcrepe dithers its decoded cents with numpy's global random state: it is
   seeded with ``SEED`` before each clip and numpy's ``RandomState(SEED)`` reproduces the draws.
 
-Writes ``OUT`` (npz: ``<method>/<clip>`` f0 arrays, plus the CREPE salience of the first clip) and
-prints timings (torch on 2 threads, the best of ``--repeats`` after a warm-up).
+Writes ``OUT`` (npz: ``<method>/<clip>`` f0 arrays, plus FCPE's mel and salience of 2 s of the first
+clip) and prints timings (torch on 2 threads, the best of ``--repeats`` after a warm-up).
+
+With ``--excerpts`` it writes the tests' small golden file instead (``tests/fixtures/pitch.npz``):
+``EXCERPT_SECONDS`` from the start of a few clips, quantised to 16-bit (``audio/<clip>`` int16;
+the references run on exactly ``int16 / 32768``), each with torchfcpe's and torchcrepe tiny's f0,
+torchcrepe full's f0 of the first ``FULL_SECONDS``, and FCPE's log-mel and salience of the first.
 
 Needs the torch environment (never the product's) with the two wheels installed ``--no-deps``
 plus einops, local-attention, librosa, resampy, scipy; torchaudio is only imported by the
@@ -33,6 +38,9 @@ import numpy as np
 
 SEED = 0
 THREADS = 2
+EXCERPTS = ("speech_x1.8", "singing_high", "speech_x1_snr0")  # clips the tests' goldens are cut from
+EXCERPT_SECONDS = 1.5
+FULL_SECONDS = 0.3  # CREPE full is heavy: the tests run it on this much
 
 
 def _import_packages():
@@ -58,6 +66,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--methods", default="fcpe,crepe,crepe-tiny")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--excerpts", action="store_true", help="write the tests' small golden file")
     args = ap.parse_args()
     import torch
 
@@ -84,6 +93,22 @@ def main() -> None:
         f0[pd < 0.1] = 0
         return f0[0].cpu().numpy()
 
+    if args.excerpts:
+        for name in EXCERPTS:
+            q = np.clip(np.round(data["audio/" + name][:int(EXCERPT_SECONDS * 16000)] * 32768), -32768, 32767)
+            q = q.astype(np.int16)
+            x = q.astype(np.float32) / 32768
+            out["audio/" + name] = q
+            out["fcpe/" + name] = run_fcpe(x).astype(np.float32)
+            out["crepe-tiny/" + name] = run_crepe(x, "tiny").astype(np.float32)
+            out["crepe/" + name] = run_crepe(x[:int(FULL_SECONDS * 16000)], "full").astype(np.float32)
+        x0 = torch.from_numpy(out["audio/" + EXCERPTS[0]].astype(np.float32) / 32768)
+        with torch.no_grad():
+            mel = fcpe.wav2mel(x0[None, :, None], 16000)
+            out["fcpe_mel"] = mel[0].numpy()
+            out["fcpe_salience"] = fcpe.model(mel)[0].numpy()
+        np.savez_compressed(args.out, **out)
+        return
     runners = {"fcpe": run_fcpe, "crepe": lambda x: run_crepe(x, "full"), "crepe-tiny": lambda x: run_crepe(x, "tiny")}
     total = sum(data["audio/" + n].size for n in names) / 16000
     for method in args.methods.split(","):
