@@ -100,3 +100,10 @@ def test_filters_treat_the_ends_as_torchcrepe():
     x = np.array([5.0, 1.0, 3.0, 2.0], np.float32)
     np.testing.assert_array_equal(crepe._median3(x), [1.0, 3.0, 2.0, 2.0])  # ends: the lower of two
     np.testing.assert_allclose(crepe._mean3(x), [3.0, 3.0, 2.0, 2.5])  # ends: the mean of two
+
+
+def test_cpu_form_matches_the_mlx_module(library, golden):
+    model = crepe.load(library / "pitch" / "crepe-tiny")
+    x = audio(golden, CLIPS[1])[:3200]
+    # the same float32 network, summed in another order: salience (0..1) agrees to ~1e-7 (measured 1.2e-7 on full)
+    np.testing.assert_allclose(model.salience(x, form="numpy"), model.salience(x, form="mlx"), atol=1e-5)

@@ -171,19 +171,33 @@ class Crepe(nn.Module):
         b = x.shape[0]
         return mx.sigmoid(self.classifier(x.reshape(b, -1)))  # time-major flatten, as torch's permute
 
-    def salience(self, audio_16k: np.ndarray, *, batch: int = BATCH_FRAMES) -> np.ndarray:
-        """(len // 160 + 1, n_bins) float32 salience, ``batch`` frames per network call."""
+    def salience(self, audio_16k: np.ndarray, *, batch: int = 64, form: str | None = None) -> np.ndarray:
+        """(len // 160 + 1, n_bins) float32 salience, ``batch`` frames per network call.
+
+        form: "mlx" (this module) or "numpy" (:mod:`mlx_rvc.models.crepe_cpu`, the same numbers);
+        default: numpy when MLX computes on the CPU.
+        """
         f = frames(audio_16k)
+        form = form or ("numpy" if mx.default_device() == mx.cpu else "mlx")
+        if form not in ("mlx", "numpy"):
+            raise ValueError(f"form must be 'mlx' or 'numpy', got {form!r}")
+        if form == "numpy" and getattr(self, "_numpy_form", None) is None:
+            from .crepe_cpu import CrepeNumpy
+
+            self._numpy_form = CrepeNumpy(self)
         out = np.empty((f.shape[0], self.cfg.n_bins), np.float32)
         for s in range(0, f.shape[0], batch):
-            y = self(mx.array(f[s:s + batch]))
-            mx.eval(y)
-            out[s:s + batch] = np.array(y, copy=False)
+            if form == "numpy":
+                out[s:s + batch] = self._numpy_form(f[s:s + batch])
+            else:
+                y = self(mx.array(f[s:s + batch]))
+                mx.eval(y)
+                out[s:s + batch] = np.array(y, copy=False)
         return out
 
-    def f0(self, audio_16k: np.ndarray, *, seed: int = DITHER_SEED) -> np.ndarray:
+    def f0(self, audio_16k: np.ndarray, *, seed: int = DITHER_SEED, form: str | None = None) -> np.ndarray:
         """f0 in Hz per 10 ms frame (``len // 160 + 1`` frames), 0 where unvoiced (RVC's settings)."""
-        return decode_rvc(self.salience(audio_16k), rng=np.random.RandomState(seed))
+        return decode_rvc(self.salience(audio_16k, form=form), rng=np.random.RandomState(seed))
 
 
 # ----------------------------------------------------------------------------- decoding
