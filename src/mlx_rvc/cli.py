@@ -299,7 +299,7 @@ def remove(
 
 @app.command()
 def bench(
-    target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only) or blas"),
+    target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only), blas or pitch (f0 accuracy)"),
     seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run (synth)"),
     lengths: str = typer.Option("5,30", "--lengths", help="pipeline: comma-separated seconds, e.g. 5,30,600"),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="pipeline: a voice (default: full-size untrained models)"),
@@ -312,6 +312,11 @@ def bench(
     no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
     repeats: int = typer.Option(2, "--repeats", help="timed runs after one warm-up (pipeline: 0 = cold run only)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="pitch: comma-separated f0 methods (default: all that can run)"),
+    save_clips: Optional[Path] = typer.Option(None, "--save-clips", help="pitch: also write the clips and true f0 (npz)"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="pitch: torchfcpe/torchcrepe f0 of the clips (npz)"),
+    estimates: Optional[Path] = typer.Option(None, "--estimates", help="pitch: npz of f0 estimates, reused if present, written"),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="pitch: write the scores as JSON here"),
 ) -> None:
     """Measure speed (and peak memory); benchmarks are never tests."""
     from . import bench as b
@@ -338,8 +343,16 @@ def bench(
                                      repeats=repeats)]
         except ValueError as exc:
             _fail(str(exc))
+    elif target == "pitch":
+        from .pitch_bench import cli_run
+
+        try:
+            cli_run(methods=methods, save_clips=save_clips, reference=reference, estimates=estimates, json_out=json_out)
+        except (MlxRvcError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        return
     else:
-        _fail(f"unknown benchmark {target!r} (pipeline, synth or blas)")
+        _fail(f"unknown benchmark {target!r} (pipeline, synth, blas or pitch)")
     if as_json:
         print(b.to_json(results))
         return

@@ -131,6 +131,15 @@ def run(methods: list[str], *, network=None, rmvpe=None, clips: list[Clip] | Non
     from . import pitch
 
     clips = clips if clips is not None else make_dataset()
+    if rmvpe is None:
+        from .store import load_pitch_model
+
+        loaded = []
+
+        def rmvpe():
+            if not loaded:
+                loaded.append(load_pitch_model())
+            return loaded[0]
     seconds = sum(c.audio.size for c in clips) / SAMPLE_RATE
     out = {"seconds": seconds, "clips": [c.name for c in clips], "methods": {}}
     for method in methods:
@@ -160,3 +169,108 @@ def run(methods: list[str], *, network=None, rmvpe=None, clips: list[Clip] | Non
                                   "seconds_per_second": elapsed / seconds}
         out.setdefault("estimates", {})[method] = estimates
     return out
+
+
+def available_methods() -> tuple[list[str], dict[str, str]]:
+    """Methods that can run here, and why the others cannot (rmvpe, fcpe and crepe need imported models)."""
+    from . import pitch, store
+
+    ok, missing = ["pm", "harvest", "dio"], {}
+    if store.list_models("rmvpe"):
+        ok.insert(0, "rmvpe")
+    else:
+        missing["rmvpe"] = "no RMVPE model in the library"
+    for method in pitch.NETWORK_METHODS:
+        kind, capacity = store.F0_NETWORKS[method]
+        if any(capacity is None or m.config.get("capacity") == capacity for m in store.list_models(kind)):
+            ok.append(method)
+        else:
+            missing[method] = f"no {kind} {capacity or ''} model in the library".replace("  ", " ")
+    return ok, missing
+
+
+def compare_reference(clips: list[Clip], ours: dict[str, dict[str, np.ndarray]], reference) -> dict:
+    """The PyTorch packages' scores on the same clips, and how closely mlx-rvc's f0 follows theirs."""
+    out = {}
+    for method in ("fcpe", "crepe", "crepe-tiny"):
+        if not all(f"{method}/{c.name}" in reference.files for c in clips):
+            continue
+        ref = {c.name: reference[f"{method}/{c.name}"] for c in clips}
+        entry = {"all": summarise([scores(c.f0, ref[c.name]) for c in clips])}
+        if f"time/{method}" in reference.files:
+            entry["seconds_per_second"] = float(reference[f"time/{method}"]) / (sum(c.audio.size for c in clips) / SAMPLE_RATE)
+        if method in ours:
+            frames = same = voiced = close = 0
+            worst = 0.0
+            for c in clips:
+                a, b = np.asarray(ours[method][c.name]), np.asarray(ref[c.name])
+                frames += a.size
+                same += int(np.sum((a > 0) == (b > 0)))
+                both = (a > 0) & (b > 0)
+                d = np.abs(1200 * np.log2(a[both] / b[both]))
+                voiced += int(both.sum())
+                close += int(np.sum(d < 1.0))
+                worst = max(worst, float(d.max()) if d.size else 0.0)
+            entry["parity"] = {"frames": frames, "voicing_identical": same / frames,
+                               "voiced_within_1_cent": close / max(voiced, 1), "max_cents": worst}
+        out[method] = entry
+    return out
+
+
+def cli_run(*, methods: str | None, save_clips=None, reference=None, estimates=None, json_out=None) -> dict:
+    """``mlx-rvc bench pitch``: score, print a table, optionally write JSON (see the module doc)."""
+    import json
+    from pathlib import Path
+
+    clips = make_dataset()
+    if save_clips is not None:
+        data = {}
+        for c in clips:
+            data["audio/" + c.name], data["f0/" + c.name] = c.audio, c.f0.astype(np.float32)
+        np.savez_compressed(save_clips, **data)
+    ok, missing = available_methods()
+    wanted = [m.strip() for m in methods.split(",")] if methods else ok
+    unknown = [m for m in wanted if m not in ok]
+    if unknown:
+        raise ValueError(f"cannot run {', '.join(unknown)}: "
+                         + "; ".join(f"{m}: {missing.get(m, 'unknown method')}" for m in unknown))
+    cached = {}
+    if estimates is not None and Path(estimates).is_file():
+        data = np.load(estimates)
+        cached = {m: {c.name: data[f"{m}/{c.name}"] for c in clips} for m in wanted
+                  if all(f"{m}/{c.name}" in data.files for c in clips)}
+        cached_time = {m: float(data[f"time/{m}"]) for m in cached if f"time/{m}" in data.files}
+    result = run([m for m in wanted if m not in cached], clips=clips)
+    found = result.pop("estimates", {})
+    seconds = result["seconds"]
+    for m, est in cached.items():
+        per_kind: dict[str, list] = {}
+        for c in clips:
+            per_kind.setdefault(c.kind, []).append(scores(c.f0, est[c.name]))
+        everything = [s for v in per_kind.values() for s in v]
+        result["methods"][m] = {"all": summarise(everything), **{k: summarise(v) for k, v in per_kind.items()},
+                                "seconds_per_second": cached_time.get(m, float("nan")) / seconds}
+    found.update(cached)
+    result["methods"] = {m: result["methods"][m] for m in wanted}
+    result["not_run"] = {m: why for m, why in missing.items() if m not in wanted}
+    if estimates is not None:
+        data = {f"{m}/{name}": np.asarray(f, np.float32) for m, per in found.items() for name, f in per.items()}
+        data.update({f"time/{m}": np.float64(result["methods"][m]["seconds_per_second"] * seconds) for m in found})
+        np.savez_compressed(estimates, **data)
+    if reference is not None:
+        result["reference"] = compare_reference(clips, found, np.load(reference))
+    print(f"{'method':<11} {'RPA':>6} {'RCA':>6} {'recall':>7} {'f.alarm':>7} {'GPE':>6} {'s/s audio':>9}")
+    rows = [(m, r) for m, r in result["methods"].items()]
+    rows += [(f"{m} (torch)", r) for m, r in result.get("reference", {}).items()]
+    for m, r in rows:
+        a = r["all"]
+        print(f"{m:<11} {a['rpa']:6.1%} {a['rca']:6.1%} {a['voicing_recall']:7.1%} {a['voicing_false_alarm']:7.1%} "
+              f"{a['gross_error']:6.1%} {r.get('seconds_per_second', float('nan')):9.3f}")
+    for m, r in result.get("reference", {}).items():
+        if "parity" in r:
+            p = r["parity"]
+            print(f"{m} vs its PyTorch package: voicing identical on {p['voicing_identical']:.4%} of {p['frames']} frames, "
+                  f"{p['voiced_within_1_cent']:.4%} of voiced frames within 1 cent (max {p['max_cents']:.4f} cents)")
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -65,6 +65,8 @@ class ModelInfo:
         if self.kind == "rvc_voice":
             return (f"{c.get('version')} {c.get('sample_rate', 0) // 1000}k {'f0' if c.get('f0') else 'no-f0'}, "
                     f"{c.get('spk_embed_dim')} speaker(s){', index' if self.has_index else ''}, {c.get('dtype')}")
+        if self.kind == "crepe":
+            return f"crepe {c.get('capacity')}, {c.get('dtype')}"
         return f"{self.kind}, {c.get('dtype')}"
 
 
