@@ -131,3 +131,25 @@ def test_refuses_attention_variants(pitch_weights):
     obj["config_dict"]["model"]["type"] = "Other"
     with pytest.raises(UnknownModelError, match="CFNaiveMelPE"):
         fcpe.convert_checkpoint(obj, name="x.pt")
+
+
+def test_conversion_with_fcpe(pitch_weights, monkeypatch, tmp_path):
+    from mlx_rvc import ConversionOptions, VoiceConverter
+
+    from .conftest import MODELS
+
+    monkeypatch.setenv("MLX_RVC_HOME", str(tmp_path))
+    import_model(MODELS / "weights" / "v2_48k_f0.pth", name="alice")  # tiny random voice
+    import_model(MODELS / "hubert_base_768", name="hubert_base")
+    import_model(pitch_weights["fcpe_c_v001.pt"])
+    conv = VoiceConverter("alice")
+    t = np.arange(32000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    out = conv.convert(x, 16000, ConversionOptions(f0_method="fcpe", unvoiced="keep"), trace=True)
+    f0 = out.trace["pitchf_full"]
+    p_len = len(out.trace["f0_raw"]) - 1  # fcpe gives len // 160 + 1 frames, resized onto len // 160
+    assert len(f0) == p_len
+    voiced = f0 > 0
+    err = np.abs(1200 * np.log2(f0[voiced] / 180))  # a 180 Hz tone, between reflect-padded edges
+    assert voiced.mean() > 0.5 and np.median(err) < 5 and err.max() < 50
+    assert conv._f0_networks == {}  # dropped after the pitch phase, like RMVPE
