@@ -150,7 +150,7 @@ def test_conversion_with_fcpe(pitch_weights, monkeypatch, tmp_path):
     p_len = len(out.trace["f0_raw"]) - 1  # fcpe gives len // 160 + 1 frames, resized onto len // 160
     assert len(f0) == p_len
     voiced = f0 > 0
-    # a pure 180 Hz tone: FCPE (trained on voices) reads it ~9 cents flat, torchfcpe alike; edges are
+    # a pure 180 Hz tone: the FCPE network (trained on voices) reads it ~9 cents flat; edges are
     # reflect-padded. Within the 50-cent accuracy criterion everywhere
     err = np.abs(1200 * np.log2(f0[voiced] / 180))
     assert voiced.mean() > 0.5 and np.median(err) < 20 and err.max() < 50
