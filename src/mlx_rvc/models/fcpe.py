@@ -105,11 +105,9 @@ def sanitize(weights: dict[str, np.ndarray], cfg: FcpeConfig) -> dict[str, np.nd
     out: dict[str, np.ndarray] = {}
     for key, value in weights.items():
         v = np.asarray(value, np.float64)
-        if key == "gaussian_blurred_cent_mask" or key.endswith(".norm.weight") and key.startswith("net.") \
-                or key.endswith(".norm.bias") and key.startswith("net."):
-            continue
-        if key.startswith("output_proj.weight_"):
-            continue
+        unused_norm = key.startswith("net.encoder_layers.") and key.endswith((".norm.weight", ".norm.bias"))
+        if key == "gaussian_blurred_cent_mask" or unused_norm or key.startswith("output_proj.weight_"):
+            continue  # training-only mask; conv-only layers' attention norm; weight norm (folded below)
         if key in ("input_stack.0.weight", "input_stack.3.weight"):
             out[key] = v.transpose(0, 2, 1)  # (out, in, k) -> (out, k, in)
         elif key.endswith(("conformer.net.2.weight", "conformer.net.6.weight")):
