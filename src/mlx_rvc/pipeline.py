@@ -184,6 +184,7 @@ class VoiceConverter:
         self.keep_models = forms.active() == "gpu" if keep_models is None else keep_models
         self._encoder = None
         self._rmvpe = None
+        self._f0_networks: dict[str, object] = {}  # fcpe / crepe networks by f0 method
         self._index_cache: dict[Path, object] = {}
 
     # -- models, loaded lazily ------------------------------------------------------------------
@@ -201,6 +202,14 @@ class VoiceConverter:
 
             self._rmvpe = store.load_pitch_model(self._pitch_ref)
         return self._rmvpe
+
+    def f0_network(self, method: str):
+        """The library's network of an fcpe/crepe f0 method, loaded once."""
+        if method not in self._f0_networks:
+            from . import store
+
+            self._f0_networks[method] = store.load_f0_network(method)
+        return self._f0_networks[method]
 
     def index_for(self, options: ConversionOptions):
         from .retrieval import load_index
@@ -330,9 +339,10 @@ class VoiceConverter:
             report("pitch", 0.02)
             t0 = time.perf_counter()
             f0 = pitch_mod.estimate(padded, method=options.f0_method, rmvpe=self.rmvpe,
-                                    filter_radius=options.filter_radius)
-            if not self.keep_models and self._rmvpe is not None:
+                                    filter_radius=options.filter_radius, network=self.f0_network)
+            if not self.keep_models and (self._rmvpe is not None or self._f0_networks):
                 self._rmvpe = None
+                self._f0_networks.clear()
                 release_memory()
             if trace is not None:
                 trace["f0_raw"] = np.asarray(f0, np.float32)

@@ -5,7 +5,12 @@ Trackers take 16 kHz audio and return f0 in Hz per 10 ms frame (0 = unvoiced):
 * ``rmvpe`` — the RMVPE network (MLX), the reference's default;
 * ``pm`` — Praat's autocorrelation method via praat-parselmouth, with the reference's settings;
 * ``harvest`` and ``dio`` — WORLD (pyworld) with StoneMask refinement, median-filtered when
-  ``filter_radius`` ≥ 3, as classic RVC did.
+  ``filter_radius`` ≥ 3, as classic RVC did;
+* ``fcpe`` — the FCPE network (MLX), the 2026 reference's third method: its ``local_argmax``
+  decoder at threshold 0.006, resized onto the pipeline's frames as the reference does;
+* ``crepe`` and ``crepe-tiny`` — the CREPE networks (MLX, full and tiny) with torchcrepe's Viterbi
+  decoding as RVC and Applio call it (50–1100 Hz, batches of 512 frames, periodicity median and
+  f0 mean filters of 3 frames, unvoiced below periodicity 0.1).
 
 :func:`postprocess` then does, for every tracker alike: optional unvoiced interpolation (the 2026
 reference) or keeping zeros (classic RVC, so ``protect`` can act), the semitone shift, an
@@ -27,7 +32,8 @@ SAMPLE_RATE = 16000  # Hz
 FRAME_SECONDS = 0.01  # one f0 value per 10 ms
 PM_VOICING_THRESHOLD = 0.6  # the reference's Praat setting
 PM_PERIODS_PER_WINDOW = 3  # Praat's autocorrelation window: three periods of the pitch floor
-METHODS = ("rmvpe", "pm", "harvest", "dio")
+METHODS = ("rmvpe", "pm", "harvest", "dio", "fcpe", "crepe", "crepe-tiny")
+NETWORK_METHODS = ("fcpe", "crepe", "crepe-tiny")  # trackers whose network lives in the library's pitch models
 
 
 class PitchError(MlxRvcError, ValueError):
@@ -69,15 +75,17 @@ def _world(audio: np.ndarray, method: str, filter_radius: int) -> np.ndarray:
 
 
 def estimate(audio: np.ndarray, *, method: str = "rmvpe", rmvpe: Callable[[], object] | None = None,
-             filter_radius: int = 3) -> np.ndarray:
+             filter_radius: int = 3, network: Callable[[str], object] | None = None) -> np.ndarray:
     """The tracker's own f0 contour (Hz, 0 = unvoiced) of 16 kHz ``audio``, 10 ms frames.
 
-    rmvpe, harvest and dio give ``len // 160 + 1`` frames from the start of the signal; pm gives
-    Praat's frames (see :func:`align`).
+    rmvpe, harvest, dio, fcpe and crepe give ``len // 160 + 1`` frames from the start of the
+    signal; pm gives Praat's frames (see :func:`align`).
 
     Args:
         rmvpe: returns the loaded RMVPE model (called only for ``method="rmvpe"``).
         filter_radius: ≥ 3 median-filters harvest/dio output.
+        network: returns the loaded network of an fcpe/crepe method, given the method's name;
+            default: the library's (:func:`mlx_rvc.store.load_f0_network`).
     """
     audio = np.asarray(audio)
     if method == "rmvpe":
@@ -91,14 +99,39 @@ def estimate(audio: np.ndarray, *, method: str = "rmvpe", rmvpe: Callable[[], ob
         f0 = _pm(audio)
     elif method in ("harvest", "dio"):
         f0 = _world(audio, method, filter_radius)
+    elif method in NETWORK_METHODS:
+        if network is None:
+            from .store import load_f0_network
+
+            model = load_f0_network(method)
+        else:
+            model = network(method)
+        f0 = model.f0(np.asarray(audio, np.float32))
     else:
         raise PitchError(f"unknown f0 method {method!r}; choose one of {', '.join(METHODS)}")
     return np.nan_to_num(np.asarray(f0, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def resize_voiced(f0: np.ndarray, p_len: int) -> np.ndarray:
+    """Stretch a contour linearly onto ``p_len`` frames, as the reference fits FCPE's ``len // 160 + 1``
+    frames to its ``len // 160``: unvoiced frames count as missing, so a target frame that falls
+    between a voiced and an unvoiced source frame is unvoiced too."""
+    source = np.array(f0, np.float64)
+    if source.size == 0 or p_len <= 0:
+        return np.zeros(max(p_len, 0))
+    source[source < 0.001] = np.nan
+    at = np.arange(0, source.size * p_len, source.size) / p_len
+    return np.nan_to_num(np.interp(at, np.arange(source.size), source))
+
+
 def align(f0: np.ndarray, *, method: str, p_len: int) -> np.ndarray:
-    """Put a tracker's contour on the pipeline's frame grid (only pm needs centring)."""
-    return centre_pm(f0, p_len) if method == "pm" else f0
+    """Put a tracker's contour on the pipeline's frame grid: pm is centred, fcpe resized (as the
+    reference does); the others already start at the signal's start, 10 ms apart."""
+    if method == "pm":
+        return centre_pm(f0, p_len)
+    if method == "fcpe":
+        return resize_voiced(f0, p_len)
+    return f0
 
 
 def read_f0_file(path: str | Path) -> np.ndarray:

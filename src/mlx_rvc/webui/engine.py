@@ -47,7 +47,8 @@ Report = Callable[[float, str], None]  # (fraction of the whole job, what is hap
 
 MAX_LOADED_VOICES = 4  # voices kept in memory; the least recently used one is dropped beyond this
 JOB_MAX_AGE_S = 3600  # job directories older than this are deleted when a new job starts
-KIND_WORDS = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model"}
+KIND_WORDS = {"rvc_voice": "voice", "hubert": "content encoder", "rmvpe": "pitch model", "fcpe": "pitch model",
+              "crepe": "pitch model"}
 LOSSY_FORMATS = ("ogg", "mp3")
 # the share of a job's progress bar each step takes: decode, load models, convert, write + draw
 SPAN_LOAD, SPAN_CONVERT, SPAN_FINISH = (0.02, 0.08), (0.08, 0.9), (0.9, 1.0)
