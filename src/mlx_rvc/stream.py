@@ -372,7 +372,7 @@ class StreamingConverter:
         tail = window[-self.f0_tail:] if self.f0_tail <= len(window) else \
             np.concatenate([np.zeros(self.f0_tail - len(window), np.float32), window])
         f0 = pitch_mod.estimate(tail, method=options.f0_method, rmvpe=self.converter.rmvpe,
-                                filter_radius=options.filter_radius)
+                                filter_radius=options.filter_radius, network=self.converter.f0_network)
         n = self.f0_tail // WINDOW + 1  # frame i sits at the tail's sample 160·i; the last at the window's end
         f0 = pitch_mod.align(f0, method=options.f0_method, p_len=n)[:n]
         if len(f0) < n:
