@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of speech per run")
     ap.add_argument("--quality", default="", help="voices whose stream is also compared with the file conversion")
     ap.add_argument("--lookaheads", default="0", help="lookaheads (s) of the quality comparison")
+    ap.add_argument("--f0-method", default="rmvpe", help="pitch tracker (an untrained RMVPE's f0 is erratic: pm "
+                    "isolates the converter in the quality comparison)")
+    ap.add_argument("--presets", default="reference,low-latency", help="presets of the quality comparison")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -70,7 +73,8 @@ def main() -> None:
             for preset, blocks in (("reference", args.blocks), ("low-latency", args.low_latency_blocks)):
                 for block in [float(b) for b in blocks.split(",") if b]:
                     settings = StreamSettings(**{**PRESETS[preset].__dict__, "block": block})
-                    streamer = StreamingConverter(converter, ConversionOptions(), settings=settings)
+                    options = ConversionOptions(f0_method=args.f0_method)
+                    streamer = StreamingConverter(converter, options, settings=settings)
                     t0 = time.perf_counter()
                     _, report = stream_audio(streamer, speech)
                     d = report.as_dict()
@@ -87,19 +91,20 @@ def main() -> None:
                           f"stages {({k: round(v, 3) for k, v in d['stage_median_seconds'].items()})}, "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
             if name in args.quality.split(","):
-                options = ConversionOptions(rms_mix_rate=1.0)
+                options = ConversionOptions(rms_mix_rate=1.0, f0_method=args.f0_method)
                 offline = converter.convert(speech, 16000, options).audio
-                for preset in ("reference", "low-latency"):
+                for preset in args.presets.split(","):
                     for lookahead in [float(v) for v in args.lookaheads.split(",") if v]:
                         settings = StreamSettings(**{**PRESETS[preset].__dict__, "lookahead": lookahead})
                         streamed, _ = stream_audio(StreamingConverter(converter, options, settings=settings), speech)
                         corr = audio_diff(streamed[: len(offline)], offline).spec_corr
                         results["quality"].append({"voice": name, "preset": preset, "lookahead": lookahead,
+                                                   "f0_method": args.f0_method,
                                                    "rms_mix_rate": 1.0, "spec_corr": corr})
                         if args.out:
                             args.out.write_text(json.dumps(results, indent=2))
-                        print(f"{name} {preset} lookahead {lookahead:g} s: streamed vs file spectrogram correlation "
-                              f"{corr:.4f}", flush=True)
+                        print(f"{name} {preset} {args.f0_method} lookahead {lookahead:g} s: streamed vs file "
+                              f"spectrogram correlation {corr:.4f}", flush=True)
     results["load_after"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
