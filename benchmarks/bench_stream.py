@@ -6,8 +6,8 @@ RMVPE, all untrained, built as ``mlx-rvc bench`` builds them) and each block siz
 through :func:`mlx_rvc.stream.stream_audio` as fast as possible (one warm-up block first) and
 the per-block compute time is recorded; the smallest block whose p95 real-time factor is below 1
 keeps up. The streamed output is compared with the file conversion of the same audio
-(spectrogram correlation, :func:`mlx_rvc.metrics.audio_diff`), with the RMS mix off (the live mix
-follows a 40 ms envelope, the file's a 0.5 s one).
+(spectrogram correlation, :func:`mlx_rvc.metrics.audio_diff`) at each ``--lookaheads``, with the
+RMS mix off (the live mix follows a 40 ms envelope, the file's a 0.5 s one).
 
     python benchmarks/bench_stream.py --quality v2_48k --out benchmarks/results/stream_cpu.json
     python benchmarks/bench_stream.py --blocks 0.25,0.5 --voices v2_48k --seconds 8
@@ -25,8 +25,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 import mlx_rvc  # noqa: F401  (fast BLAS before MLX)
 from mlx_rvc import artifact
@@ -50,13 +48,6 @@ def add_v1_voice(root: Path) -> str:
     return str(root / "voice_v1_40k")
 
 
-def quality(converter: VoiceConverter, speech: np.ndarray, settings: StreamSettings, options: ConversionOptions) -> float:
-    offline = converter.convert(speech, 16000, options).audio
-    streamer = StreamingConverter(converter, options, settings=settings)
-    streamed, _ = stream_audio(streamer, speech)
-    return audio_diff(streamed[: len(offline)], offline).spec_corr
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--voices", default="v2_48k,v1_40k")
@@ -64,6 +55,10 @@ def main() -> None:
     ap.add_argument("--low-latency-blocks", default="0.1,0.15,0.25,0.5", help="block sizes at the low-latency preset")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of speech per run")
     ap.add_argument("--quality", default="", help="voices whose stream is also compared with the file conversion")
+    ap.add_argument("--lookaheads", default="0", help="lookaheads (s) of the quality comparison")
+    ap.add_argument("--f0-method", default="rmvpe", help="pitch tracker (an untrained RMVPE's f0 is erratic: pm "
+                    "isolates the converter in the quality comparison)")
+    ap.add_argument("--presets", default="reference,low-latency", help="presets of the quality comparison")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -78,7 +73,8 @@ def main() -> None:
             for preset, blocks in (("reference", args.blocks), ("low-latency", args.low_latency_blocks)):
                 for block in [float(b) for b in blocks.split(",") if b]:
                     settings = StreamSettings(**{**PRESETS[preset].__dict__, "block": block})
-                    streamer = StreamingConverter(converter, ConversionOptions(), settings=settings)
+                    options = ConversionOptions(f0_method=args.f0_method)
+                    streamer = StreamingConverter(converter, options, settings=settings)
                     t0 = time.perf_counter()
                     _, report = stream_audio(streamer, speech)
                     d = report.as_dict()
@@ -95,14 +91,20 @@ def main() -> None:
                           f"stages {({k: round(v, 3) for k, v in d['stage_median_seconds'].items()})}, "
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
             if name in args.quality.split(","):
-                for preset in ("reference", "low-latency"):
-                    for rms in (1.0,):
-                        options = ConversionOptions(rms_mix_rate=rms)
-                        corr = quality(converter, speech, PRESETS[preset], options)
-                        results["quality"].append({"voice": name, "preset": preset, "rms_mix_rate": rms,
-                                                   "spec_corr": corr})
-                        print(f"{name} {preset} rms_mix_rate {rms}: streamed vs file spectrogram correlation {corr:.4f}",
-                              flush=True)
+                options = ConversionOptions(rms_mix_rate=1.0, f0_method=args.f0_method)
+                offline = converter.convert(speech, 16000, options).audio
+                for preset in args.presets.split(","):
+                    for lookahead in [float(v) for v in args.lookaheads.split(",") if v]:
+                        settings = StreamSettings(**{**PRESETS[preset].__dict__, "lookahead": lookahead})
+                        streamed, _ = stream_audio(StreamingConverter(converter, options, settings=settings), speech)
+                        corr = audio_diff(streamed[: len(offline)], offline).spec_corr
+                        results["quality"].append({"voice": name, "preset": preset, "lookahead": lookahead,
+                                                   "f0_method": args.f0_method,
+                                                   "rms_mix_rate": 1.0, "spec_corr": corr})
+                        if args.out:
+                            args.out.write_text(json.dumps(results, indent=2))
+                        print(f"{name} {preset} {args.f0_method} lookahead {lookahead:g} s: streamed vs file "
+                              f"spectrogram correlation {corr:.4f}", flush=True)
     results["load_after"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))

@@ -76,7 +76,8 @@ class StreamSettings:
         def n(seconds: float) -> int:
             return int(round(seconds * FRAMES_PER_SECOND))
 
-        return n(self.block), min(n(self.crossfade), MAX_CROSSFADE_FRAMES, n(self.block)), n(self.extra), n(self.lookahead)
+        crossfade = min(n(self.crossfade), MAX_CROSSFADE_FRAMES, n(self.block))
+        return n(self.block), crossfade, n(self.extra), n(self.lookahead)
 
     def check(self) -> None:
         if not 0.01 <= self.block <= 10:
@@ -529,7 +530,8 @@ def stream_audio(streamer: StreamingConverter, audio: np.ndarray, *, realtime: b
     if len(y) < n_out:
         y = np.pad(y, (0, n_out - len(y)))
     compute = [s.seconds for s in counted]
-    stages = {k: float(np.median([s.stages.get(k, 0.0) for s in counted])) for k in (counted[0].stages if counted else {})}
+    names = counted[0].stages if counted else {}
+    stages = {k: float(np.median([s.stages.get(k, 0.0) for s in counted])) for k in names}
     if not realtime:
         late = int(sum(t > streamer.block_seconds for t in compute))
     report = StreamReport(streamer.block_seconds, len(x) / streamer.input_rate, streamer.output_rate, compute,
@@ -549,7 +551,8 @@ def _sounddevice():
     except ModuleNotFoundError:
         raise AudioDeviceError("live audio needs sounddevice: pip install 'mlx-rvc[live]'") from None
     except OSError as exc:  # sounddevice imports but cannot load the PortAudio library
-        raise AudioDeviceError(f"PortAudio is not available ({exc}); on Debian/Ubuntu: apt-get install libportaudio2") from None
+        raise AudioDeviceError(f"PortAudio is not available ({exc}); on Debian/Ubuntu: "
+                               "apt-get install libportaudio2") from None
     return sounddevice
 
 
@@ -584,7 +587,8 @@ class LiveStatus:
 
 
 def run_live(streamer_for: Callable[[int, int | None], StreamingConverter], *, input_device=None, output_device=None,
-             to_file: Path | None = None, subtype: str = "PCM_16", on_status: Callable[[LiveStatus], None] | None = None,
+             to_file: Path | None = None, subtype: str = "PCM_16",
+             on_status: Callable[[LiveStatus], None] | None = None,
              max_backlog: int = 2, stop: Callable[[], bool] | None = None) -> LiveStatus:
     """Convert the microphone to the speakers (or to ``to_file``) until Ctrl-C or ``stop()``.
 
