@@ -202,7 +202,7 @@ def test_json_summary_is_printed_when_nothing_can_start(home, clips):
 # -- up-front checks -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args,option", [
-    (["--f0-method", "crepe"], "--f0-method"), (["--seed", "-5"], "--seed"), (["--pitch", "40"], "--pitch"),
+    (["--f0-method", "yin"], "--f0-method"), (["--seed", "-5"], "--seed"), (["--pitch", "40"], "--pitch"),
     (["--index-rate", "2"], "--index-rate"), (["--speaker", "5000"], "--speaker"), (["--format", "aiff"], "--format"),
     (["--encoder", "missing"], "--encoder"), (["--index", "/nonexistent.index"], "--index"),
 ])
