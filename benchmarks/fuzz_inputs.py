@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+STARTUP_TIMEOUT = 600.0  # seconds a worker may take to import and make its seeds before its first input
 SMALL_SEED = 64 << 10  # seeds up to this size are read in a few ms; larger ones (real voices) take ~50 ms
 LARGE_SHARE = 0.01  # share of inputs mutated from the large seeds, so that 10^6 inputs fit in an hour on 2 shared cores
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF)
@@ -284,9 +285,10 @@ def run(kind: str, total: int, workers: int, seed: int, timeout: float, ffmpeg_s
                     del procs[w]
                 continue
             idx = current[w]
+            starting = idx == todo[w].start - 1  # imports and seed files: no input yet
             if idx != last[w][0]:
                 last[w] = (idx, time.perf_counter())
-            elif time.perf_counter() - last[w][1] > timeout:
+            elif time.perf_counter() - last[w][1] > (STARTUP_TIMEOUT if starting else timeout):
                 p.kill()
                 p.join()
                 hangs.append({"index": idx, "kind": f"no answer within {timeout:g} s"})
