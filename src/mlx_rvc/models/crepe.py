@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import forms
 from ..errors import ModelConfigError, UnknownModelError
-from .layers import check_shapes, load_strict
+from .layers import ChannelAffine, check_shapes, load_strict
 
 SAMPLE_RATE = 16000  # Hz
 WINDOW = 1024  # samples per frame
@@ -137,18 +137,6 @@ def frames(audio: np.ndarray, *, hop: int = HOP) -> np.ndarray:
 # ----------------------------------------------------------------------------- modules
 
 
-class BatchNorm(nn.Module):
-    """Inference BatchNorm as a per-channel scale and shift (folded at import)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.scale = mx.ones((channels,))
-        self.shift = mx.zeros((channels,))
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return x * self.scale + self.shift
-
-
 class Crepe(nn.Module):
     """(B, 1024) normalised frames -> (B, n_bins) sigmoid salience."""
 
@@ -159,7 +147,7 @@ class Crepe(nn.Module):
         for i, (c_in, c_out) in enumerate(zip(ins, cfg.channels), start=1):
             k, stride = (512, 4) if i == 1 else (64, 1)
             setattr(self, f"conv{i}", nn.Conv1d(c_in, c_out, k, stride=stride))
-            setattr(self, f"conv{i}_BN", BatchNorm(c_out))
+            setattr(self, f"conv{i}_BN", ChannelAffine(c_out))
         self.classifier = nn.Linear(cfg.in_features, cfg.n_bins)
 
     def __call__(self, x: mx.array) -> mx.array:

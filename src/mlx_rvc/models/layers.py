@@ -118,6 +118,18 @@ class ChannelLayerNorm(nn.Module):
         return mx.fast.layer_norm(x, self.gamma, self.beta, self.eps)
 
 
+class ChannelAffine(nn.Module):
+    """A per-channel scale and shift over the last axis: an inference BatchNorm folded at import."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = mx.ones((channels,))
+        self.shift = mx.zeros((channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x * self.scale + self.shift
+
+
 def leaky_relu(x: mx.array, slope: float) -> mx.array:
     return forms.ops().leaky_relu(x, slope)
 

@@ -27,7 +27,7 @@ from ..dsp.mel import N_MELS, log_mel
 from .. import forms
 from ..forms import cpu_rmvpe
 from ..errors import ModelConfigError, UnknownModelError
-from .layers import check_shapes, load_strict
+from .layers import ChannelAffine, check_shapes, load_strict
 
 logger = logging.getLogger(__name__)
 
@@ -193,16 +193,6 @@ class ResBlocks(nn.Module):
         return x
 
 
-class InputNorm(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.scale = mx.ones((channels,))
-        self.shift = mx.zeros((channels,))
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return x * self.scale + self.shift
-
-
 def avg_pool_2x2(x: mx.array) -> mx.array:
     b, h, w, c = x.shape
     return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
@@ -211,7 +201,7 @@ def avg_pool_2x2(x: mx.array) -> mx.array:
 class Encoder(nn.Module):
     def __init__(self, cfg: RmvpeConfig):
         super().__init__()
-        self.bn = InputNorm(cfg.in_channels)
+        self.bn = ChannelAffine(cfg.in_channels)
         c_in, c_out = cfg.in_channels, cfg.en_out_channels
         self.layers = []
         for _ in range(cfg.en_de_layers):
