@@ -83,6 +83,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_lines(log, count: int, *, timeout: float) -> None:
+    """Wait until the status log holds ``count`` finished conversions ("wrote" or "error:" lines).
+
+    Counted here, not by a regular expression in the page: a pattern repeated ``count`` times over
+    the whole log backtracks exponentially in the browser as the log grows (a renderer spun for
+    minutes at the fourth conversion).
+    """
+    deadline = time.monotonic() + timeout
+    while len(re.findall(r"\bwrote\b|error:", log.input_value())) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the status log did not reach {count} finished conversions in {timeout:g} s")
+        time.sleep(0.25)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -141,14 +155,13 @@ def main() -> None:
                     if clear.count() and clear.first.is_visible():
                         clear.first.click()
                     page.locator("#input-audio input[type=file]").set_input_files(str(clip))
-                    expect(page.locator("#input-info")).to_contain_text(clip.name)
+                    # the upload's handler queues behind the other tabs' conversions on a busy CPU
+                    expect(page.locator("#input-info")).to_contain_text(clip.name, timeout=600_000)
                     page.locator("#convert-btn").click()
                     jobs.append((i, page, voice, seconds))
                 for i, page, voice, seconds in jobs:
                     done_per_tab[i] += 1
-                    log = page.locator("#status-log textarea")
-                    expect(log).to_have_value(re.compile(r"(.*(\bwrote\b|error:).*){%d}" % done_per_tab[i], re.S),
-                                              timeout=600_000)
+                    wait_for_lines(page.locator("#status-log textarea"), done_per_tab[i], timeout=600.0)
                     if page.locator("#error").is_visible():
                         results["page_errors"].append(page.locator("#error").inner_text()[:200])
                         continue
