@@ -121,34 +121,10 @@ def decode_workers(pieces: int) -> int:
     return max(1, min(DECODE_WORKERS, os.cpu_count() or 1, pieces))
 
 
-# the shortest piece a stretch is split into so that every worker has one. Measured on a v2 48 kHz
-# decoder (2-core AVX2 CPU, best of 3): 30 frames as one piece 0.96 s, as two 1.26 s (each half
-# decodes its own 14 frames of context per side in the first stage); 40 frames 1.04 -> 0.92 s,
-# 55 frames 1.63 -> 1.18 s, 70 frames 1.90 -> 1.55 s.
-SPLIT_MIN_FRAMES = 20
-
-
-def split_for_workers(bounds: list) -> list:
-    """Fewer pieces than workers (a short stretch, as a real-time block decodes): halve the longest
-    until every worker has one, none shorter than :data:`SPLIT_MIN_FRAMES`. Each half decodes
-    its own context in the first stage only, so two threads still finish first."""
-    bounds = list(bounds)
-    while len(bounds) < decode_workers(DECODE_WORKERS):
-        i = max(range(len(bounds)), key=lambda j: bounds[j][1] - bounds[j][0])
-        lo, hi = bounds[i]
-        if hi - lo < 2 * SPLIT_MIN_FRAMES:
-            break
-        mid = (lo + hi) // 2
-        bounds[i:i + 1] = [(lo, mid), (mid, hi)]
-    return bounds
-
-
 def decode_pieces(model, piece, bounds: list) -> list:
     """``piece(bound)`` for every bound, :func:`decode_workers` at a time on worker threads, each
     matmul on its share of the cores; glibc's per-thread heaps are turned off first (buffers
-    freed in one thread's arena were never reused by another: 1.35 vs 0.84 GB). A stretch
-    shorter than one piece per worker is split first (:func:`split_for_workers`)."""
-    bounds = split_for_workers(bounds)
+    freed in one thread's arena were never reused by another: 1.35 vs 0.84 GB)."""
     workers = decode_workers(len(bounds))
     if workers == 1:
         return [piece(bound) for bound in bounds]

@@ -150,9 +150,6 @@ def _layer_norm(ln: "nn.LayerNorm", x: np.ndarray) -> np.ndarray:
     return layer_norm_numpy(x, ln.weight, ln.bias, ln.eps)
 
 
-
-
-
 def _extractor_block(fe: "FeatureExtractor", audio: np.ndarray, lo: int, hi: int, w0: np.ndarray, b0: np.ndarray,
                      work: dict[str, np.ndarray]) -> np.ndarray:
     """One block in numpy. ``work`` keeps each layer's buffers from block to block: fresh
@@ -209,7 +206,6 @@ def _kernel_spectrum(pc: "PositionalConv", n: int) -> np.ndarray:
         spectrum = np.conj(np.fft.rfft(w, n=n, axis=0)).astype(np.complex64)
         cached = pc._spectral = _SpectralWeight(pc.weight, spectrum)
     return cached.spectrum
-
 
 
 def positional_conv(pc: "PositionalConv", x: np.ndarray) -> np.ndarray:

@@ -309,11 +309,8 @@ class Generator(nn.Module):
             mx.eval(y)  # inside the cache scope
             return y
         margin = self.receptive_radius_frames() + 2
-        # the fewest pieces of at most chunk_frames, of equal length (105 frames in 100-frame pieces
-        # are 53 + 52, not 100 + 5)
-        count = 1 if chunk_frames is None else -(-(b - a) // chunk_frames)
-        edges = [a + (b - a) * i // count for i in range(count + 1)]
-        bounds = list(zip(edges[:-1], edges[1:]))
+        step = b - a if chunk_frames is None else chunk_frames
+        bounds = [(start, min(start + step, b)) for start in range(a, b, step)]
         mx.eval([v for v in (x, g, sine_waves) if v is not None])  # workers cannot evaluate this thread's graph
 
         def piece(bound: tuple[int, int]) -> mx.array:
