@@ -1,7 +1,7 @@
 """HuBERT/ContentVec for N seconds of speech: MLX per stage, and the PyTorch reference on the same weights.
 
     python benchmarks/bench_hubert.py [--model PATH] [--seconds 30] [--repeats 3] [--dtype float16] \\
-        [--ref-python /work/torchvenv/bin/python --rvc PATH/TO/RVC-WebUI] [--json]
+        [--ref-python TORCH_VENV/bin/python --rvc PATH/TO/RVC-WebUI] [--json]
 
 Without ``--model``, full-size HuBERT-base weights are drawn at random and written as a Hugging Face
 directory (``model.safetensors`` with ``parametrizations.weight.original0/1``, as RVC's

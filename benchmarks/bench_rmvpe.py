@@ -1,7 +1,7 @@
 """RMVPE for N seconds of speech: MLX per stage, and the PyTorch reference on the same weights in the same run.
 
     python benchmarks/bench_rmvpe.py --model rmvpe.pt [--seconds 30] [--repeats 3] \\
-        [--ref-python /work/torchvenv/bin/python --rvc PATH/TO/RVC-WebUI] [--json]
+        [--ref-python TORCH_VENV/bin/python --rvc PATH/TO/RVC-WebUI] [--json]
 
 ``--model`` is a reference RMVPE checkpoint (the released ``rmvpe.pt`` or one made by
 ``benchmarks/reference/make_rmvpe_fixtures.py``); it is imported in memory for MLX and loaded by the

@@ -19,8 +19,8 @@ the same reference arrays. The two HF forms are run through the reference too an
 bit for bit (the 2026 reference cannot load the fairseq form; its weights are the float16
 rounding of the same values, which the HF forms hold exactly).
 
-    /work/torchvenv/bin/python benchmarks/reference/make_hubert_fixtures.py --rvc PATH/TO/RVC-WebUI \\
-        --out /work/fullsize_hubert [--seconds 30]
+    TORCH_VENV/bin/python benchmarks/reference/make_hubert_fixtures.py --rvc PATH/TO/RVC-WebUI \\
+        --out FULLSIZE_DIR/hubert [--seconds 30]
 """
 
 from __future__ import annotations

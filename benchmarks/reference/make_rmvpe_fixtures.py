@@ -13,8 +13,8 @@ Writes ``OUT/models/rmvpe.pt`` (a float16 state dict, as the released file), ``O
 Needs the torch environment and an RVC WebUI checkout (see make_fullsize.py, whose speech
 generator and randomisation this reuses):
 
-    /work/torchvenv/bin/python benchmarks/reference/make_rmvpe_fixtures.py --rvc /work/ref \\
-        --out /work/fullsize_rmvpe [--seconds 30] [--voiced 0.6]
+    TORCH_VENV/bin/python benchmarks/reference/make_rmvpe_fixtures.py --rvc PATH/TO/RVC-WebUI \\
+        --out FULLSIZE_DIR/rmvpe [--seconds 30] [--voiced 0.6]
 """
 
 from __future__ import annotations
